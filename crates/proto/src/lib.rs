@@ -1,0 +1,14 @@
+//! plumb's protocol cores, written sans-IO: a core never touches a socket or a clock it was
+//! not given. A driver feeds it the bytes that arrived and asks what to do next; the same core
+//! then runs under every concurrency model, in unit tests and under a fuzzer.
+//!
+//! - [`session`]: the contract between a core and a driver ([`Session`], [`Action`], [`Peer`]);
+//! - [`echo`]: the echo service;
+//! - [`relay`]: a two-way byte relay with half-close and backpressure (the proxy).
+#![forbid(unsafe_code)]
+
+pub mod echo;
+pub mod relay;
+pub mod session;
+
+pub use session::{Action, Peer, Session};

@@ -1,0 +1,46 @@
+//! Fork per connection (the concurrent server): the parent accepts and forks; the child serves
+//! the connection and exits; the parent never waits for a particular child but reaps every
+//! exited one when SIGCHLD wakes it, so no zombie is ever left behind. Costs a `fork` (page
+//! tables, copy-on-write faults) per connection, and children share nothing, so their records
+//! come back through a pipe.
+
+use std::io;
+
+use super::process::Parent;
+use super::{Server, Wake, wait_for_work};
+use crate::driver::serve_connection;
+use crate::report::Summary;
+
+pub fn run(server: &Server) -> io::Result<Summary> {
+    let mut parent = Parent::new(server)?;
+    loop {
+        match wait_for_work(
+            &server.listeners,
+            server.shutdown.wake_fd(),
+            &[parent.records_fd()],
+            None,
+        ) {
+            Wake::Conn(stream, peer) => {
+                let spawned = parent.spawn(|reporter| {
+                    let ctx = server.context(reporter, plumb_sys::getpid() as u32);
+                    serve_connection(stream, &peer, &ctx);
+                });
+                // The parent closes its copy of the connection when `stream` is dropped here
+                // (it was moved into the closure, which only the child ran).
+                if let Err(e) = spawned {
+                    eprintln!("plumb: fork failed: {e}");
+                }
+            }
+            Wake::Stop => {
+                if server.shutdown.check() {
+                    break;
+                }
+                parent.service();
+            }
+            Wake::Extra | Wake::Idle => {
+                parent.service();
+            }
+        }
+    }
+    Ok(parent.finish())
+}

@@ -1,0 +1,551 @@
+//! Addresses, listeners and streams: one abstraction over TCP (v4/v6) and UNIX stream
+//! sockets, so every service and model works the same "regardless of the location of the
+//! other end".
+//!
+//! Address forms: `127.0.0.1:8080`, `[::1]:8080`, `localhost:8080` (any name, resolved with
+//! getaddrinfo; connect tries every returned address in order), `:8080` (all IPv4
+//! interfaces), `8080` (same), `0.0.0.0:8080`, `[::]:8080`, and `unix:/path/to.sock`.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+
+/// A parsed, not yet resolved address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addr {
+    /// A host (name or literal, IPv6 without brackets) and a port.
+    Tcp { host: String, port: u16 },
+    /// A UNIX stream socket path.
+    Unix(PathBuf),
+}
+
+/// Why an address string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrError(String);
+
+impl fmt::Display for AddrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AddrError {}
+
+impl Addr {
+    /// Parses an address. `default_port` fills in a missing port (`0.0.0.0`, `[::]`,
+    /// `localhost`); without it a port is required.
+    ///
+    /// # Errors
+    /// A malformed address, with the reason.
+    pub fn parse(s: &str, default_port: Option<u16>) -> Result<Addr, AddrError> {
+        let bad = |why: &str| AddrError(format!("invalid address '{s}': {why}"));
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(bad("empty UNIX socket path"));
+            }
+            if path.len() >= 108 {
+                return Err(bad("UNIX socket path longer than 107 bytes"));
+            }
+            return Ok(Addr::Unix(PathBuf::from(path)));
+        }
+        if s.is_empty() {
+            return Err(bad("empty"));
+        }
+        let parse_port = |p: &str| -> Result<u16, AddrError> {
+            p.parse::<u16>()
+                .map_err(|_| bad("port must be a number from 0 to 65535"))
+        };
+        let need_port = || default_port.ok_or_else(|| bad("missing port (HOST:PORT)"));
+        if let Some(rest) = s.strip_prefix('[') {
+            let (host, tail) = rest.split_once(']').ok_or_else(|| bad("missing ']'"))?;
+            if host.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad("not an IPv6 address inside [ ]"));
+            }
+            let port = match tail {
+                "" => need_port()?,
+                t => parse_port(
+                    t.strip_prefix(':')
+                        .ok_or_else(|| bad("expected ':' after ']'"))?,
+                )?,
+            };
+            return Ok(Addr::Tcp {
+                host: host.to_string(),
+                port,
+            });
+        }
+        if s.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(Addr::Tcp {
+                host: "0.0.0.0".into(),
+                port: parse_port(s)?,
+            });
+        }
+        match s.rsplit_once(':') {
+            Some((host, _)) if host.contains(':') => {
+                Err(bad("IPv6 addresses need brackets, as in [::1]:8080"))
+            }
+            Some((host, port)) => {
+                let host = if host.is_empty() { "0.0.0.0" } else { host };
+                check_host(host).map_err(|w| bad(w))?;
+                Ok(Addr::Tcp {
+                    host: host.to_string(),
+                    port: parse_port(port)?,
+                })
+            }
+            None => {
+                check_host(s).map_err(|w| bad(w))?;
+                Ok(Addr::Tcp {
+                    host: s.to_string(),
+                    port: need_port()?,
+                })
+            }
+        }
+    }
+
+    /// Resolves a TCP address with getaddrinfo (every result, in the order returned).
+    ///
+    /// # Errors
+    /// The resolver's failure, or no address at all.
+    pub fn resolve(&self) -> io::Result<Vec<SocketAddr>> {
+        match self {
+            Addr::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a UNIX path has no IP address",
+            )),
+            Addr::Tcp { host, port } => {
+                let addrs: Vec<SocketAddr> = (host.as_str(), *port)
+                    .to_socket_addrs()
+                    .map_err(|e| io::Error::new(e.kind(), format!("cannot resolve '{host}': {e}")))?
+                    .collect();
+                if addrs.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("'{host}' has no address"),
+                    ));
+                }
+                Ok(addrs)
+            }
+        }
+    }
+}
+
+fn check_host(host: &str) -> Result<(), &'static str> {
+    let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_';
+    if host.bytes().all(ok) {
+        Ok(())
+    } else {
+        Err("bad character in host name")
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addr::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Addr::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Addr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// A bound, listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    /// The path is removed when the listener is dropped, if it is still our socket.
+    Unix(UnixListener, UnixPath),
+}
+
+/// The file of a bound UNIX socket, removed on drop (only by the process that bound it).
+#[derive(Debug)]
+pub struct UnixPath {
+    path: PathBuf,
+    owner: libc::pid_t,
+    ino: u64,
+}
+
+impl Drop for UnixPath {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        // Forked children inherit the listener; only the binder removes the file, and only
+        // if nobody has replaced it since.
+        if plumb_sys::getpid() == self.owner
+            && std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.ino)
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Default listen backlog: large enough that clients waiting for a busy iterative or pool
+/// server queue in the kernel instead of being refused.
+pub const BACKLOG: i32 = 1024;
+
+/// How a listener is bound.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BindOptions {
+    /// Set SO_REUSEPORT so several sockets (one per event loop) share the port.
+    pub reuse_port: bool,
+}
+
+impl Listener {
+    /// Binds and listens. TCP names resolve with getaddrinfo and the first address that binds
+    /// wins. A UNIX path whose socket file is stale (nobody accepts on it) is replaced; a live
+    /// one is an error.
+    ///
+    /// # Errors
+    /// Resolution, bind (address in use, permission denied) and listen failures, with the
+    /// address in the message.
+    pub fn bind(addr: &Addr, opts: BindOptions) -> io::Result<Listener> {
+        match addr {
+            Addr::Tcp { .. } => {
+                let mut last = None;
+                for sa in addr.resolve()? {
+                    match bind_tcp(sa, opts) {
+                        Ok(l) => return Ok(Listener::Tcp(l)),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| io::ErrorKind::AddrNotAvailable.into()))
+            }
+            Addr::Unix(path) => bind_unix(path),
+        }
+    }
+
+    /// Accepts one connection (blocking unless the socket is non-blocking).
+    ///
+    /// # Errors
+    /// `WouldBlock` on a non-blocking listener with nothing pending, `EMFILE` when out of
+    /// descriptors, `ECONNABORTED` for a client that left the queue.
+    pub fn accept(&self) -> io::Result<(Stream, String)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, peer) = l.accept()?;
+                Ok((Stream::Tcp(s), peer.to_string()))
+            }
+            Listener::Unix(l, _) => {
+                let (s, _) = l.accept()?;
+                Ok((Stream::Unix(s), "unix".to_string()))
+            }
+        }
+    }
+
+    /// The bound address, with the real port when port 0 was asked for.
+    pub fn local_addr(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "?".into()),
+            Listener::Unix(_, p) => format!("unix:{}", p.path.display()),
+        }
+    }
+
+    /// # Errors
+    /// `EBADF` only.
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.set_nonblocking(on),
+            Listener::Unix(l, _) => l.set_nonblocking(on),
+        }
+    }
+
+    /// Whether this is a UNIX socket listener (no SO_REUSEPORT sharing).
+    pub fn is_unix(&self) -> bool {
+        matches!(self, Listener::Unix(..))
+    }
+
+    /// A second socket on the same address with SO_REUSEPORT (for per-loop listeners).
+    ///
+    /// # Errors
+    /// `EADDRINUSE` when the first socket was not bound with `reuse_port`.
+    pub fn reuse_port_clone(&self) -> io::Result<Listener> {
+        match self {
+            Listener::Tcp(l) => Ok(Listener::Tcp(bind_tcp(
+                l.local_addr()?,
+                BindOptions { reuse_port: true },
+            )?)),
+            Listener::Unix(..) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "SO_REUSEPORT does not apply to UNIX sockets",
+            )),
+        }
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l, _) => l.as_raw_fd(),
+        }
+    }
+}
+
+fn bind_tcp(sa: SocketAddr, opts: BindOptions) -> io::Result<TcpListener> {
+    let sock = Socket::new(Domain::for_address(sa), Type::STREAM.cloexec(), None)?;
+    sock.set_reuse_address(true)?;
+    if opts.reuse_port {
+        sock.set_reuse_port(true)?;
+    }
+    if sa.is_ipv6() {
+        // `[::]` means IPv6 only, so `0.0.0.0` can be bound beside it on the same port.
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&sa.into())
+        .map_err(|e| annotate(e, &sa.to_string()))?;
+    sock.listen(BACKLOG)?;
+    Ok(sock.into())
+}
+
+fn bind_unix(path: &Path) -> io::Result<Listener> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = path.display().to_string();
+    let listener = match UnixListener::bind(path) {
+        Ok(l) => l,
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            let meta = std::fs::symlink_metadata(path).map_err(|e| annotate(e, &shown))?;
+            if !meta.file_type().is_socket() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("unix:{shown}: a file that is not a socket is in the way"),
+                ));
+            }
+            match UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("unix:{shown}: address in use (a server is listening on it)"),
+                    ));
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    // Stale: left behind by a server that died without cleaning up.
+                    std::fs::remove_file(path).map_err(|e| annotate(e, &shown))?;
+                    UnixListener::bind(path).map_err(|e| annotate(e, &shown))?
+                }
+                Err(e) => return Err(annotate(e, &shown)),
+            }
+        }
+        Err(e) => return Err(annotate(e, &format!("unix:{shown}"))),
+    };
+    let ino = std::fs::symlink_metadata(path)
+        .map(|m| m.ino())
+        .unwrap_or(0);
+    // std's bind uses a backlog of 128 on older versions; raise it like TCP's.
+    // SAFETY-free: listen() again on a listening socket only changes the backlog.
+    let sock = socket2::SockRef::from(&listener);
+    sock.listen(BACKLOG)?;
+    Ok(Listener::Unix(
+        listener,
+        UnixPath {
+            path: path.to_path_buf(),
+            owner: plumb_sys::getpid(),
+            ino,
+        },
+    ))
+}
+
+/// Prefixes an OS error with the address it concerns, keeping its kind.
+fn annotate(e: io::Error, what: &str) -> io::Error {
+    let msg = match e.kind() {
+        io::ErrorKind::AddrInUse => "address in use".to_string(),
+        io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        io::ErrorKind::AddrNotAvailable => "address not available on this machine".to_string(),
+        _ => e.to_string(),
+    };
+    io::Error::new(e.kind(), format!("{what}: {msg}"))
+}
+
+/// A connected stream socket, TCP or UNIX.
+#[derive(Debug)]
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Connects to `addr`, trying every resolved address in order (getaddrinfo semantics);
+    /// the error of the last attempt is returned when all fail.
+    ///
+    /// # Errors
+    /// Resolution failure or the last connect error, with the address in the message.
+    pub fn connect(addr: &Addr, timeout: Option<Duration>) -> io::Result<Stream> {
+        match addr {
+            Addr::Unix(p) => UnixStream::connect(p)
+                .map(Stream::Unix)
+                .map_err(|e| annotate(e, &addr.to_string())),
+            Addr::Tcp { .. } => {
+                connect_any(&addr.resolve()?, timeout).map_err(|e| annotate(e, &addr.to_string()))
+            }
+        }
+    }
+
+    /// # Errors
+    /// `ENOTCONN` when the peer is already gone.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(Shutdown::Write),
+        }
+    }
+
+    /// # Errors
+    /// `EBADF` only.
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nonblocking(on),
+            Stream::Unix(s) => s.set_nonblocking(on),
+        }
+    }
+
+    /// Sets TCP_NODELAY (responses are written whole, so Nagle only adds delay).
+    ///
+    /// # Errors
+    /// `EBADF` only.
+    pub fn set_nodelay(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nodelay(true),
+            Stream::Unix(_) => Ok(()),
+        }
+    }
+
+    /// A send timeout: a write that makes no progress for this long fails with `WouldBlock`.
+    ///
+    /// # Errors
+    /// `EBADF` only.
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(t),
+            Stream::Unix(s) => s.set_write_timeout(t),
+        }
+    }
+
+    /// Makes an independent handle to the same socket.
+    ///
+    /// # Errors
+    /// `EMFILE` when out of descriptors.
+    pub fn try_clone(&self) -> io::Result<Stream> {
+        match self {
+            Stream::Tcp(s) => s.try_clone().map(Stream::Tcp),
+            Stream::Unix(s) => s.try_clone().map(Stream::Unix),
+        }
+    }
+}
+
+fn connect_any(addrs: &[SocketAddr], timeout: Option<Duration>) -> io::Result<Stream> {
+    let mut last = io::Error::from(io::ErrorKind::AddrNotAvailable);
+    for sa in addrs {
+        let r = match timeout {
+            Some(t) => TcpStream::connect_timeout(sa, t),
+            None => TcpStream::connect(sa),
+        };
+        match r {
+            Ok(s) => return Ok(Stream::Tcp(s)),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write_vectored(bufs),
+            Stream::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        let tcp = |h: &str, p| Addr::Tcp {
+            host: h.into(),
+            port: p,
+        };
+        let cases: &[(&str, Addr)] = &[
+            ("127.0.0.1:8080", tcp("127.0.0.1", 8080)),
+            ("[::1]:80", tcp("::1", 80)),
+            ("[::]:0", tcp("::", 0)),
+            ("localhost:9", tcp("localhost", 9)),
+            (":8080", tcp("0.0.0.0", 8080)),
+            ("8080", tcp("0.0.0.0", 8080)),
+            ("0.0.0.0", tcp("0.0.0.0", 7)),
+            ("[::]", tcp("::", 7)),
+            ("unix:/tmp/x.sock", Addr::Unix("/tmp/x.sock".into())),
+        ];
+        for (s, want) in cases {
+            assert_eq!(&Addr::parse(s, Some(7)).unwrap(), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for s in [
+            "",
+            "unix:",
+            "host:99999",
+            "host:x",
+            "::1:80",
+            "[::1",
+            "[1.2.3.4]:80",
+            "[::1]80",
+            "a b:1",
+            "host",
+        ] {
+            assert!(Addr::parse(s, None).is_err(), "{s} should be rejected");
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for s in ["127.0.0.1:8080", "[::1]:80", "unix:/tmp/a"] {
+            assert_eq!(Addr::parse(s, None).unwrap().to_string(), s);
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! Connection records: whoever served a connection (a thread, a forked child, a prefork
+//! worker, an event loop) reports one record per connection and one line per HTTP request;
+//! one collector writes the logs and keeps the totals for the shutdown summary.
+//!
+//! Threads send records over a channel. Processes cannot share memory, so they write the same
+//! records as lines to a pipe the parent reads: one `write(2)` of at most `PIPE_BUF` bytes per
+//! record, which POSIX makes atomic, so records from many children never interleave even
+//! though they share one pipe.
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, SystemTime};
+
+/// One event worth logging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A connection ended.
+    Connection {
+        peer: String,
+        bytes_in: u64,
+        bytes_out: u64,
+        duration_us: u64,
+        by: u32,
+    },
+    /// A finished access-log line (HTTP), without the newline.
+    Access(String),
+    /// A per-connection failure worth a line on stderr (unreachable upstream, ...).
+    Error(String),
+}
+
+impl Record {
+    /// The wire form for the pipe: one line, at most `PIPE_BUF` bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut line = match self {
+            Record::Connection {
+                peer,
+                bytes_in,
+                bytes_out,
+                duration_us,
+                by,
+            } => {
+                format!("C {peer} {bytes_in} {bytes_out} {duration_us} {by}")
+            }
+            Record::Access(s) => format!("A {s}"),
+            Record::Error(s) => format!("E {s}"),
+        }
+        .into_bytes();
+        line.retain(|&b| b != b'\n');
+        line.truncate(plumb_sys::PIPE_BUF - 1);
+        line.push(b'\n');
+        line
+    }
+
+    /// Parses one line of the wire form (without the newline).
+    pub fn decode(line: &[u8]) -> Option<Record> {
+        let line = std::str::from_utf8(line).ok()?;
+        let (kind, rest) = line.split_once(' ')?;
+        match kind {
+            "A" => Some(Record::Access(rest.to_string())),
+            "E" => Some(Record::Error(rest.to_string())),
+            "C" => {
+                let mut f = rest.split(' ');
+                let peer = f.next()?.to_string();
+                let mut num = || f.next()?.parse::<u64>().ok();
+                let (bytes_in, bytes_out, duration_us, by) = (num()?, num()?, num()?, num()?);
+                Some(Record::Connection {
+                    peer,
+                    bytes_in,
+                    bytes_out,
+                    duration_us,
+                    by: by as u32,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Where records go from the code that served a connection.
+#[derive(Debug, Clone)]
+pub enum Reporter {
+    /// In-process models: a channel to the collector thread.
+    Channel(mpsc::Sender<Record>),
+    /// Forked processes: the shared write end of the parent's record pipe.
+    Pipe(Arc<OwnedFd>),
+}
+
+impl Reporter {
+    /// Reports a record. A collector that has gone away is not the connection's problem, so
+    /// failures are ignored.
+    pub fn send(&self, r: Record) {
+        match self {
+            Reporter::Channel(tx) => {
+                let _ = tx.send(r);
+            }
+            Reporter::Pipe(fd) => {
+                // At most PIPE_BUF bytes: one atomic write.
+                let _ = plumb_sys::write_all(&**fd, &r.encode());
+            }
+        }
+    }
+}
+
+/// A log destination named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Stderr,
+    Stdout,
+    File(PathBuf),
+}
+
+impl LogTarget {
+    /// `-` is standard output, anything else a file path.
+    pub fn parse(s: &str) -> LogTarget {
+        if s == "-" {
+            LogTarget::Stdout
+        } else {
+            LogTarget::File(PathBuf::from(s))
+        }
+    }
+
+    fn open(&self) -> io::Result<Box<dyn Write + Send>> {
+        Ok(match self {
+            LogTarget::Stderr => Box::new(io::stderr()),
+            LogTarget::Stdout => Box::new(io::stdout()),
+            LogTarget::File(p) => Box::new(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot open log {}: {e}", p.display()))
+                    })?,
+            ),
+        })
+    }
+}
+
+/// What to log where.
+#[derive(Debug, Clone, Default)]
+pub struct LogConfig {
+    /// The per-connection log (`--log`).
+    pub connections: Option<LogTarget>,
+    /// The per-request access log (HTTP).
+    pub access: Option<LogTarget>,
+    /// Suppress per-connection error lines and the summary.
+    pub quiet: bool,
+}
+
+/// Totals printed at shutdown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub connections: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub requests: u64,
+}
+
+/// Writes records to their logs and keeps the totals.
+pub struct Collector {
+    connections: Option<io::BufWriter<Box<dyn Write + Send>>>,
+    access: Option<io::BufWriter<Box<dyn Write + Send>>>,
+    quiet: bool,
+    summary: Summary,
+    partial: Vec<u8>,
+}
+
+impl Collector {
+    /// Opens the configured logs.
+    ///
+    /// # Errors
+    /// A log file that cannot be opened for appending.
+    pub fn new(cfg: &LogConfig) -> io::Result<Collector> {
+        let open = |t: &Option<LogTarget>| -> io::Result<_> {
+            t.as_ref()
+                .map(|t| t.open().map(|w| io::BufWriter::with_capacity(32 * 1024, w)))
+                .transpose()
+        };
+        Ok(Collector {
+            connections: open(&cfg.connections)?,
+            access: open(&cfg.access)?,
+            quiet: cfg.quiet,
+            summary: Summary::default(),
+            partial: Vec::new(),
+        })
+    }
+
+    pub fn handle(&mut self, r: Record) {
+        match r {
+            Record::Connection {
+                peer,
+                bytes_in,
+                bytes_out,
+                duration_us,
+                by,
+            } => {
+                self.summary.connections += 1;
+                self.summary.bytes_in += bytes_in;
+                self.summary.bytes_out += bytes_out;
+                if let Some(w) = &mut self.connections {
+                    let _ = writeln!(
+                        w,
+                        "{} conn peer={peer} in={bytes_in} out={bytes_out} duration_ms={:.3} by={by}",
+                        httpdate::fmt_http_date(SystemTime::now()),
+                        duration_us as f64 / 1000.0,
+                    );
+                }
+            }
+            Record::Access(line) => {
+                self.summary.requests += 1;
+                if let Some(w) = &mut self.access {
+                    let _ = writeln!(w, "{line}");
+                }
+            }
+            Record::Error(msg) => {
+                if !self.quiet {
+                    eprintln!("plumb: {msg}");
+                }
+            }
+        }
+    }
+
+    /// Takes bytes read from the record pipe; complete lines become records.
+    pub fn ingest(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(nl) = self.partial[start..].iter().position(|&b| b == b'\n') {
+            let line = self.partial[start..start + nl].to_vec();
+            start += nl + 1;
+            if let Some(r) = Record::decode(&line) {
+                self.handle(r);
+            }
+        }
+        self.partial.drain(..start);
+    }
+
+    /// Reads everything currently in the (non-blocking) record pipe.
+    pub fn pump(&mut self, pipe: &OwnedFd) {
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n @ 1..) = plumb_sys::read(pipe, &mut buf) {
+            self.ingest(&buf[..n]);
+        }
+        self.flush();
+    }
+
+    pub fn flush(&mut self) {
+        for w in [&mut self.connections, &mut self.access]
+            .into_iter()
+            .flatten()
+        {
+            let _ = w.flush();
+        }
+    }
+
+    /// Flushes and returns the totals, printing the summary line unless quiet.
+    pub fn finish(mut self) -> Summary {
+        self.flush();
+        if !self.quiet {
+            let s = self.summary;
+            eprintln!(
+                "plumb: served {} connections, {} requests, {} bytes in, {} bytes out",
+                s.connections, s.requests, s.bytes_in, s.bytes_out
+            );
+        }
+        self.summary
+    }
+}
+
+/// The collector on its own thread, for the in-process models.
+pub struct CollectorThread {
+    handle: thread::JoinHandle<Summary>,
+}
+
+impl CollectorThread {
+    /// Starts the thread; records sent to the returned reporter reach it until every clone of
+    /// the reporter is dropped.
+    pub fn spawn(mut collector: Collector) -> (Reporter, CollectorThread) {
+        let (tx, rx) = mpsc::channel::<Record>();
+        let handle = thread::Builder::new()
+            .name("plumb-log".into())
+            .spawn(move || {
+                loop {
+                    match rx.recv_timeout(Duration::from_millis(200)) {
+                        Ok(r) => {
+                            collector.handle(r);
+                            // Batch: write everything queued, flush once the queue is empty.
+                            while let Ok(r) = rx.try_recv() {
+                                collector.handle(r);
+                            }
+                            collector.flush();
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                collector.finish()
+            })
+            .expect("spawning the log thread at start-up");
+        (Reporter::Channel(tx), CollectorThread { handle })
+    }
+
+    /// Waits for every reporter to be dropped and returns the totals.
+    pub fn join(self) -> Summary {
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_the_wire_form() {
+        let rs = [
+            Record::Connection {
+                peer: "[::1]:5000".into(),
+                bytes_in: 1,
+                bytes_out: 2,
+                duration_us: 3,
+                by: 4,
+            },
+            Record::Access("127.0.0.1 - - [x] \"GET / HTTP/1.1\" 200 5".into()),
+            Record::Error("relay: upstream down".into()),
+        ];
+        for r in rs {
+            let wire = r.encode();
+            assert_eq!(wire.last(), Some(&b'\n'));
+            assert_eq!(Record::decode(&wire[..wire.len() - 1]), Some(r));
+        }
+    }
+
+    #[test]
+    fn long_records_fit_one_atomic_pipe_write() {
+        let r = Record::Access("x".repeat(10_000));
+        assert_eq!(r.encode().len(), plumb_sys::PIPE_BUF);
+    }
+
+    #[test]
+    fn ingest_handles_split_lines() {
+        let mut c = Collector::new(&LogConfig {
+            quiet: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let wire = Record::Connection {
+            peer: "p".into(),
+            bytes_in: 10,
+            bytes_out: 20,
+            duration_us: 1,
+            by: 1,
+        }
+        .encode();
+        let (a, b) = wire.split_at(5);
+        c.ingest(a);
+        assert_eq!(c.summary.connections, 0);
+        c.ingest(b);
+        c.ingest(&wire);
+        assert_eq!(
+            c.summary,
+            Summary {
+                connections: 2,
+                bytes_in: 20,
+                bytes_out: 40,
+                requests: 0
+            }
+        );
+    }
+}

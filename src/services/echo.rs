@@ -1,0 +1,17 @@
+//! The echo service: the sans-IO [`plumb_proto::echo::Echo`] session, nothing more.
+
+use plumb_proto::Session;
+use plumb_proto::echo::Echo;
+
+use super::Service;
+
+pub struct EchoService;
+
+impl Service for EchoService {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+    fn session(&self, _peer: &str) -> Box<dyn Session + Send> {
+        Box::new(Echo::new())
+    }
+}

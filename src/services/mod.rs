@@ -1,0 +1,22 @@
+//! Services: what a server does with a connection, as a factory of sans-IO sessions. A model
+//! asks its service for one fresh session per accepted connection and hands it to a driver;
+//! it never learns which protocol it runs.
+
+use plumb_proto::Session;
+
+use crate::net::Addr;
+
+pub mod echo;
+pub mod relay;
+
+/// A session factory shared by every worker of a server.
+pub trait Service: Send + Sync {
+    /// A short name for messages ("echo", "http", "relay").
+    fn name(&self) -> &'static str;
+    /// A fresh session for a connection from `peer`.
+    fn session(&self, peer: &str) -> Box<dyn Session + Send>;
+    /// Where [`plumb_proto::Action::Connect`] connects to.
+    fn upstream(&self) -> Option<&Addr> {
+        None
+    }
+}
