@@ -27,6 +27,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve a directory over HTTP/1.1 (static files, listings, ranges), or proxy with --proxy.
+    Serve(crate::serve::Args),
     /// Echo every byte back (TCP or UNIX socket).
     #[command(
         after_help = "Examples:\n  plumb echo --listen 127.0.0.1:7007\n  plumb echo --listen '[::1]:7007' --listen unix:/tmp/echo.sock --model prefork --workers 4\n  plumb echo --listen :0 --model pool --threads 8 --log -"

@@ -17,5 +17,6 @@ pub mod ipc;
 pub mod models;
 pub mod net;
 pub mod report;
+pub mod serve;
 pub mod services;
 pub mod shutdown;

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
 
 fn run(cmd: Command) -> anyhow::Result<i32> {
     match cmd {
+        Command::Serve(a) => plumb::serve::run(&a),
         Command::Echo(a) => {
             plumb::cli::run_server(&a.server, "127.0.0.1:7007", Arc::new(EchoService), None)
         }
