@@ -514,3 +514,32 @@ fn help_documents_every_option_with_an_example() {
         assert!(out.contains(opt), "plumb echo --help lacks {opt}:\n{out}");
     }
 }
+
+/// Idle clients do not pin pool workers: with 2 threads, 20 idle connections (more than
+/// threads plus queue) are held open, and new clients and the idle ones are all served.
+#[test]
+fn pool_idle_clients_do_not_starve_the_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        Model::Pool,
+        Transport::V4,
+        &dir,
+        &["--threads", "2", "--queue", "2"],
+    )
+    .unwrap();
+    let mut idle: Vec<Stream> = (0..20).map(|_| connect(server.addr())).collect();
+    for c in &mut idle {
+        c.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+    }
+    let mut fresh = connect(server.addr());
+    send_and_shutdown(&mut fresh, b"not starved");
+    assert_eq!(read_to_end(&mut fresh), b"not starved");
+    for (i, c) in idle.iter_mut().enumerate() {
+        send_and_shutdown(c, format!("{i}").as_bytes());
+        assert_eq!(read_to_end(c), format!("{i}").as_bytes());
+    }
+    let (st, err) = server.stop();
+    assert!(st.success(), "{err}");
+}
