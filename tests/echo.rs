@@ -543,3 +543,38 @@ fn pool_idle_clients_do_not_starve_the_workers() {
     let (st, err) = server.stop();
     assert!(st.success(), "{err}");
 }
+
+/// The thread model never runs more than `--max-connections` connections: a third client
+/// waits in the kernel backlog (connected, unanswered) until one of the two ends.
+#[test]
+fn thread_cap_makes_excess_clients_wait_in_the_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        Model::Thread,
+        Transport::V4,
+        &dir,
+        &["--max-connections", "2"],
+    )
+    .unwrap();
+    let mut held: Vec<Stream> = (0..2).map(|_| connect(server.addr())).collect();
+    for c in &mut held {
+        c.write_all(b"a").unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+    }
+    let mut third = connect(server.addr());
+    third.write_all(b"waiting").unwrap();
+    if let Stream::Tcp(t) = &third {
+        t.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+    }
+    let mut buf = [0u8; 7];
+    let early = third.read(&mut buf);
+    assert!(early.is_err(), "served beyond the cap: {early:?}");
+    set_timeouts(&third);
+    held.pop(); // one connection ends: the third is accepted and served
+    third.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"waiting");
+    drop(held);
+    server.stop();
+}
