@@ -575,6 +575,6 @@ fn thread_cap_makes_excess_clients_wait_in_the_backlog() {
     held.pop(); // one connection ends: the third is accepted and served
     third.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"waiting");
-    drop(held);
+    drop((held, third));
     server.stop();
 }
