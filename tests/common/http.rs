@@ -38,6 +38,8 @@ impl Response {
 pub struct Client {
     pub stream: Stream,
     buf: Vec<u8>,
+    /// The last read hit the read timeout.
+    pub timed_out: bool,
 }
 
 impl Client {
@@ -45,6 +47,7 @@ impl Client {
         Client {
             stream: connect(addr),
             buf: Vec::new(),
+            timed_out: false,
         }
     }
 
@@ -52,7 +55,7 @@ impl Client {
         self.stream.write_all(raw).expect("write request");
     }
 
-    /// Reads more bytes; false at EOF (or a reset).
+    /// Reads more bytes; false at EOF, a reset or the read timeout (then `timed_out` is set).
     fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 64 * 1024];
         match self.stream.read(&mut chunk) {
@@ -62,11 +65,19 @@ impl Client {
                 true
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                self.timed_out = true;
+                false
+            }
             Err(e) => panic!("read response: {e}"),
         }
     }
 
-    /// The next response (1xx included), or None if the server closed before sending one.
+    /// The next response (1xx included), or None if the server closed (or the read timed
+    /// out) before sending one.
     /// `head_request`: the response has no body whatever its Content-Length says.
     pub fn try_response(&mut self, head_request: bool) -> Option<Response> {
         loop {
@@ -107,6 +118,9 @@ impl Client {
                 }
                 httparse::Status::Partial => {
                     if !self.fill() {
+                        if self.timed_out {
+                            return None;
+                        }
                         assert!(self.buf.is_empty(), "EOF inside a response head");
                         return None;
                     }
