@@ -793,3 +793,303 @@ impl HttpSession {
         self.finish_connection(Ending::Linger);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::FsDocroot;
+
+    /// What the driver saw, in order.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Seen {
+        /// One write action's bytes.
+        Write(Vec<u8>),
+        /// One sendfile action's bytes.
+        File(Vec<u8>),
+        Shutdown,
+        Close,
+        Wait,
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        root: Arc<dyn Docroot>,
+        big: Vec<u8>,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("big.bin"), &big).unwrap();
+        let root = Arc::new(FsDocroot::new(dir.path(), false).unwrap());
+        Fixture {
+            _dir: dir,
+            root,
+            big,
+        }
+    }
+
+    fn session(f: &Fixture, cfg: Config) -> HttpSession {
+        HttpSession::new(Arc::new(cfg), Arc::clone(&f.root), "127.0.0.1:4000")
+    }
+
+    /// Performs actions until the session waits, closes, or `limit` actions ran.
+    fn run(s: &mut HttpSession) -> Vec<Seen> {
+        let mut seen = Vec::new();
+        for _ in 0..1000 {
+            match s.next_action() {
+                Action::Write(_, b) => {
+                    let (v, n) = (b.to_vec(), b.len());
+                    seen.push(Seen::Write(v));
+                    s.written(Peer::Client, n);
+                }
+                Action::SendFile { file, offset, len } => {
+                    let mut v = vec![0; len as usize];
+                    file.read_exact_at(&mut v, offset).unwrap();
+                    seen.push(Seen::File(v));
+                    s.written(Peer::Client, len as usize);
+                }
+                Action::Shutdown(_) => seen.push(Seen::Shutdown),
+                Action::Close => {
+                    seen.push(Seen::Close);
+                    return seen;
+                }
+                Action::Wait => {
+                    seen.push(Seen::Wait);
+                    return seen;
+                }
+                Action::Connect => panic!("HTTP never connects upstream"),
+            }
+        }
+        panic!("no end of actions: {seen:?}")
+    }
+
+    fn text(seen: &[Seen]) -> String {
+        seen.iter()
+            .map(|s| match s {
+                Seen::Write(b) | Seen::File(b) => String::from_utf8_lossy(b).into_owned(),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    const GET_A: &[u8] = b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+
+    #[test]
+    fn pipelined_small_answers_leave_in_one_write() {
+        let f = fixture();
+        let mut s = session(&f, Config::default());
+        let burst = GET_A.repeat(10);
+        assert_eq!(s.feed(Peer::Client, &burst), burst.len());
+        let seen = run(&mut s);
+        assert_eq!(seen.len(), 2, "one write, then wait: {seen:?}");
+        assert_eq!(text(&seen).matches("HTTP/1.1 200 OK").count(), 10);
+        assert_eq!(text(&seen).matches("\r\n\r\nhello").count(), 10);
+        let logs: Vec<String> = std::iter::from_fn(|| s.take_log()).collect();
+        assert_eq!(logs.len(), 10);
+        assert!(logs[0].starts_with("127.0.0.1 - - ["), "{}", logs[0]);
+        assert!(
+            logs[0].ends_with("\"GET /a.txt HTTP/1.1\" 200 5 \"-\" \"-\""),
+            "{}",
+            logs[0]
+        );
+    }
+
+    #[test]
+    fn large_files_use_sendfile_and_apply_backpressure() {
+        let f = fixture();
+        let mut s = session(&f, Config::default());
+        let req = b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n";
+        let two = [&req[..], &req[..]].concat();
+        assert_eq!(
+            s.feed(Peer::Client, &two),
+            req.len(),
+            "the second waits for the first"
+        );
+        let seen = run(&mut s);
+        assert!(
+            matches!(&seen[0], Seen::Write(h) if h.ends_with(b"Content-Length: 100000\r\n\r\n"))
+        );
+        assert_eq!(seen[1], Seen::File(f.big.clone()));
+        assert_eq!(seen[2], Seen::Wait);
+        assert_eq!(s.feed(Peer::Client, req), req.len());
+        assert_eq!(run(&mut s)[1], Seen::File(f.big.clone()));
+
+        // HEAD: no body at all.
+        let mut s = session(&f, Config::default());
+        s.feed(Peer::Client, b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+        let seen = run(&mut s);
+        assert_eq!(seen.len(), 2, "{seen:?}");
+    }
+
+    #[test]
+    fn multipart_ranges_of_a_large_file_alternate_headers_and_sendfile() {
+        let f = fixture();
+        let mut s = session(&f, Config::default());
+        s.feed(
+            Peer::Client,
+            b"GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9999,50000-69999\r\n\r\n",
+        );
+        let seen = run(&mut s);
+        let kinds: Vec<&str> = seen
+            .iter()
+            .map(|s| match s {
+                Seen::Write(_) => "w",
+                Seen::File(_) => "f",
+                _ => "-",
+            })
+            .collect();
+        // head + first part header, file, second part header, file, closing delimiter.
+        assert_eq!(kinds, ["w", "f", "w", "f", "w", "-"]);
+        assert_eq!(seen[1], Seen::File(f.big[..10_000].to_vec()));
+        assert_eq!(seen[3], Seen::File(f.big[50_000..70_000].to_vec()));
+        let declared: usize = text(&seen[..1])
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let head_len = text(&seen[..1]).find("\r\n\r\n").unwrap() + 4;
+        let total: usize = seen
+            .iter()
+            .map(|s| match s {
+                Seen::Write(b) | Seen::File(b) => b.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(
+            total - head_len,
+            declared,
+            "Content-Length matches the body"
+        );
+    }
+
+    #[test]
+    fn header_timeout_answers_408_and_idle_timeout_closes_quietly() {
+        let f = fixture();
+        let cfg = Config::default();
+        let mut s = session(&f, cfg.clone());
+        assert_eq!(s.feed(Peer::Client, b"GET /a.txt HT"), 0);
+        assert_eq!(run(&mut s), [Seen::Wait]);
+        let d = s.deadline().unwrap();
+        assert!(d <= Instant::now() + cfg.header_timeout);
+        s.timed_out(d);
+        let seen = run(&mut s);
+        assert!(text(&seen).starts_with("HTTP/1.1 408 "), "{seen:?}");
+        assert!(text(&seen).contains("Connection: close\r\n"));
+        assert_eq!(&seen[1..], [Seen::Shutdown, Seen::Wait]);
+        // Lingering: input is discarded until EOF or the linger deadline.
+        assert_eq!(s.feed(Peer::Client, b"more"), 4);
+        s.timed_out(s.deadline().unwrap());
+        assert_eq!(run(&mut s), [Seen::Close]);
+
+        let mut s = session(&f, cfg.clone());
+        s.feed(Peer::Client, GET_A);
+        run(&mut s);
+        let d = s.deadline().unwrap();
+        assert!(d > Instant::now() + cfg.keepalive_timeout - Duration::from_secs(1));
+        s.timed_out(d);
+        assert_eq!(run(&mut s), [Seen::Close], "idle: no 408, just close");
+    }
+
+    #[test]
+    fn drain_max_requests_and_http10() {
+        let f = fixture();
+        let mut s = session(&f, Config::default());
+        s.drain();
+        assert_eq!(run(&mut s), [Seen::Close], "idle connections close at once");
+
+        let mut s = session(&f, Config::default());
+        assert_eq!(s.feed(Peer::Client, &GET_A[..10]), 0);
+        s.drain();
+        assert_eq!(run(&mut s), [Seen::Wait], "a request in flight is finished");
+        s.feed(Peer::Client, GET_A);
+        let seen = run(&mut s);
+        assert!(text(&seen).contains("Connection: close\r\n"));
+        assert!(text(&seen).ends_with("\r\n\r\nhello"));
+
+        let cfg = Config {
+            max_requests: 2,
+            ..Config::default()
+        };
+        let mut s = session(&f, cfg);
+        s.feed(Peer::Client, &GET_A.repeat(3));
+        let all = text(&run(&mut s));
+        assert_eq!(
+            all.matches("200 OK").count(),
+            2,
+            "the third is not answered"
+        );
+        assert_eq!(all.matches("Connection: close").count(), 1);
+
+        let mut s = session(&f, Config::default());
+        s.feed(Peer::Client, b"GET /a.txt HTTP/1.0\r\n\r\n");
+        let seen = run(&mut s);
+        assert!(text(&seen).contains("Connection: close"));
+        assert_eq!(&seen[1..], [Seen::Shutdown, Seen::Wait]);
+        s.eof(Peer::Client);
+        assert_eq!(run(&mut s), [Seen::Close]);
+    }
+
+    #[test]
+    fn bodies_are_discarded_and_100_continue_is_sent() {
+        let f = fixture();
+        let mut s = session(&f, Config::default());
+        let head = b"POST /a.txt HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n";
+        assert_eq!(s.feed(Peer::Client, head), head.len());
+        assert_eq!(text(&run(&mut s)), "HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!(s.feed(Peer::Client, b"01234"), 5);
+        assert_eq!(run(&mut s), [Seen::Wait]);
+        let rest = [&b"56789"[..], GET_A].concat();
+        assert_eq!(s.feed(Peer::Client, &rest), rest.len());
+        let all = text(&run(&mut s));
+        assert!(all.starts_with("HTTP/1.1 405 "), "{all}");
+        assert!(
+            all.contains("HTTP/1.1 200 OK"),
+            "the next request is a request: {all}"
+        );
+
+        // Too large: 413 and close, without reading it.
+        let mut s = session(&f, Config::default());
+        s.feed(Peer::Client, b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 99999999\r\n\r\n");
+        let all = text(&run(&mut s));
+        assert!(all.starts_with("HTTP/1.1 413 "), "{all}");
+        assert!(!all.contains("100 Continue"));
+    }
+
+    #[test]
+    fn hostile_inputs_never_panic_and_always_end() {
+        let f = fixture();
+        let inputs: &[&[u8]] = &[
+            b"",
+            b"\r\n\r\n\r\n",
+            b"GET",
+            b"\0\0\0\0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n",
+            b"GET /%ff HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET http://x HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET /../../../../etc/passwd HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: t\r\nRange: bytes=-0,-0,-0\r\n\r\n",
+        ];
+        for input in inputs {
+            let mut s = session(&f, Config::default());
+            // Byte by byte, as a slow client would send it.
+            let mut held = Vec::new();
+            for &b in *input {
+                held.push(b);
+                let n = s.feed(Peer::Client, &held);
+                held.drain(..n);
+                run(&mut s);
+            }
+            s.eof(Peer::Client);
+            let seen = run(&mut s);
+            assert_eq!(
+                seen.last(),
+                Some(&Seen::Close),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+}
