@@ -405,9 +405,55 @@ fn listings(addr: &str, ctx: &str) {
     assert_eq!(v["path"], "/list/");
 }
 
+/// Header timeout (408, then close), keep-alive timeout (quiet close) and --max-requests.
+fn timeouts(model: Model) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("a.txt"), b"hello").unwrap();
+    let server = Server::start(&[
+        "serve",
+        root.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--model",
+        model.name(),
+        "--header-timeout",
+        "0.5",
+        "--keepalive-timeout",
+        "0.5",
+        "--max-requests",
+        "2",
+        "-q",
+    ]);
+    let addr = server.addr();
+    let ctx = format!("model {model}");
+
+    let mut c = Client::new(addr);
+    c.send(b"GET /a.txt HTTP/1.1\r\nHost:");
+    let r = c.response(false);
+    assert_eq!(r.status, 408, "{ctx}: slow head");
+    assert!(r.closes() && c.at_eof(), "{ctx}");
+
+    let mut c = Client::new(addr);
+    c.send(&get("/a.txt", ""));
+    assert_eq!(c.response(false).status, 200, "{ctx}");
+    assert!(c.at_eof(), "{ctx}: idle keep-alive connection closes");
+    drop(c);
+
+    let mut c = Client::new(addr);
+    c.send(&get("/a.txt", "").repeat(3));
+    assert!(!c.response(false).closes(), "{ctx}");
+    assert!(
+        c.response(false).closes(),
+        "{ctx}: the second of --max-requests 2 closes"
+    );
+    assert!(c.at_eof(), "{ctx}: the third is not answered");
+    drop(c);
+    server.stop();
+}
+
 macro_rules! per_model {
     ($($name:ident => $model:expr),* $(,)?) => {
-        $(#[test] fn $name() { suite($model); })*
+        $(#[test] fn $name() { suite($model); timeouts($model); })*
         /// The list above covers every model the binary has.
         #[test]
         fn every_model_is_tested() {
