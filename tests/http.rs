@@ -525,3 +525,40 @@ fn symlinks_quiet_and_access_log_file() {
     assert!(ok, "access log file");
     server.stop();
 }
+
+/// `serve --proxy`: a relay in front of a server; 502 when the upstream is down.
+#[test]
+fn proxy_mode() {
+    let root = make_root();
+    let origin = start(Model::Pool, root.dir.path());
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    for model in [Model::Pool, Model::Fork] {
+        let proxy = Server::start(&[
+            "serve",
+            "--proxy",
+            origin.addr(),
+            "--listen",
+            "127.0.0.1:0",
+            "--model",
+            model.name(),
+        ]);
+        let r = fetch(proxy.addr(), &get("/big.bin", "Connection: close\r\n"));
+        assert_eq!(sha256_hex(&r.body), sha256_hex(&root.big), "model {model}");
+        proxy.stop();
+        let proxy = Server::start(&[
+            "serve",
+            "--proxy",
+            &dead_addr,
+            "--listen",
+            "127.0.0.1:0",
+            "--model",
+            model.name(),
+        ]);
+        let r = fetch(proxy.addr(), &get("/", ""));
+        assert_eq!(r.status, 502, "model {model}");
+        proxy.stop();
+    }
+    origin.stop();
+}
