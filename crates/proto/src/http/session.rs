@@ -632,7 +632,9 @@ impl Session for HttpSession {
     }
 
     fn wants_read(&self, _peer: Peer) -> bool {
-        !self.client_eof
+        // Backpressure: with a file or a lot of bytes queued, further requests wait in the
+        // kernel (a lingering close still reads, to discard).
+        !self.client_eof && (matches!(self.reading, Reading::Closed) || !self.over_budget())
     }
 
     fn next_action(&mut self) -> Action<'_> {
