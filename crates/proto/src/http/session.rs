@@ -346,6 +346,10 @@ impl HttpSession {
         self.mid_request = false;
         if keep_alive {
             self.deadline = Some(Instant::now() + self.cfg.keepalive_timeout);
+        } else if !head.keep_alive && !head.expect_unknown {
+            // The client asked for the close, so it sends nothing more: close at once
+            // (`feed` switches to a lingering close if more input did come with it).
+            self.finish_connection(Ending::Close);
         } else {
             self.finish_connection(Ending::Linger);
         }
@@ -564,6 +568,11 @@ impl Session for HttpSession {
         loop {
             let rest = &input[used..];
             if matches!(self.reading, Reading::Closed) {
+                if !rest.is_empty() && self.ending == Ending::Close {
+                    // Unread input at close time would turn our FIN into a reset, which
+                    // can destroy the answer before the client reads it.
+                    self.ending = Ending::Linger;
+                }
                 return input.len();
             }
             if rest.is_empty() {
@@ -1029,6 +1038,12 @@ mod tests {
         s.feed(Peer::Client, b"GET /a.txt HTTP/1.0\r\n\r\n");
         let seen = run(&mut s);
         assert!(text(&seen).contains("Connection: close"));
+        assert_eq!(&seen[1..], [Seen::Close], "the client asked for the close");
+
+        // More input after a close the client asked for: a lingering close.
+        let mut s = session(&f, Config::default());
+        s.feed(Peer::Client, b"GET /a.txt HTTP/1.0\r\n\r\nGET /");
+        let seen = run(&mut s);
         assert_eq!(&seen[1..], [Seen::Shutdown, Seen::Wait]);
         s.eof(Peer::Client);
         assert_eq!(run(&mut s), [Seen::Close]);
