@@ -703,11 +703,17 @@ impl Session for HttpSession {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        // While an answer is going out no timer runs: a slow reader is the driver's write
+        // timeout, and the keep-alive clock restarts when the output drains.
+        if self.out.is_empty() {
+            self.deadline
+        } else {
+            None
+        }
     }
 
     fn timed_out(&mut self, now: Instant) {
-        if self.deadline.is_none_or(|d| now < d) {
+        if !self.out.is_empty() || self.deadline.is_none_or(|d| now < d) {
             return;
         }
         self.deadline = None;
@@ -997,6 +1003,8 @@ mod tests {
 
         let mut s = session(&f, cfg.clone());
         s.feed(Peer::Client, GET_A);
+        assert_eq!(s.deadline(), None, "no timer while an answer is queued");
+        s.timed_out(Instant::now() + Duration::from_secs(3600));
         run(&mut s);
         let d = s.deadline().unwrap();
         assert!(d > Instant::now() + cfg.keepalive_timeout - Duration::from_secs(1));
