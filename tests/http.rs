@@ -600,3 +600,36 @@ fn proxy_mode() {
     }
     origin.stop();
 }
+
+/// IPv4, IPv6 and UNIX sockets all serve, and the log names the client of each.
+#[test]
+fn every_transport() {
+    let root = make_root();
+    let sock_dir = tempfile::tempdir().unwrap();
+    for t in Transport::ALL {
+        let Some(listen) = t.listen_arg(&sock_dir) else {
+            continue;
+        };
+        let server = Server::start(&[
+            "serve",
+            root.dir.path().to_str().unwrap(),
+            "--listen",
+            &listen,
+        ]);
+        let r = fetch(server.addr(), &get("/one_k.bin", ""));
+        assert_eq!(r.body, root.one_k, "{t:?}");
+        let host = match t {
+            Transport::V4 => "127.0.0.1 ",
+            Transport::V6 => "::1 ",
+            Transport::Unix => "unix ",
+        };
+        let logged = wait_until(DEADLINE, || {
+            server
+                .stderr()
+                .lines()
+                .any(|l| l.starts_with(host) && l.contains("GET /one_k.bin"))
+        });
+        assert!(logged, "{t:?}: {}", server.stderr());
+        server.stop();
+    }
+}
