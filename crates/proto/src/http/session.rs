@@ -102,12 +102,14 @@ enum Reading {
 enum Ending {
     /// Keep serving.
     Open,
-    /// Close at once (nothing unread: idle timeout, drain between requests).
+    /// Close at once: nothing is left unread (idle timeout, drain between requests, a close
+    /// the client asked for).
     Close,
     /// Shut our side down, discard input until the client's EOF or the linger deadline.
     Linger,
 }
 
+/// One connection's HTTP/1.1 state machine (see the module documentation).
 pub struct HttpSession {
     cfg: Arc<Config>,
     root: Arc<dyn Docroot>,
