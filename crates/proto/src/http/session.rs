@@ -102,12 +102,14 @@ enum Reading {
 enum Ending {
     /// Keep serving.
     Open,
-    /// Close at once (nothing unread: idle timeout, drain between requests).
+    /// Close at once: nothing is left unread (idle timeout, drain between requests, a close
+    /// the client asked for).
     Close,
     /// Shut our side down, discard input until the client's EOF or the linger deadline.
     Linger,
 }
 
+/// One connection's HTTP/1.1 state machine (see the module documentation).
 pub struct HttpSession {
     cfg: Arc<Config>,
     root: Arc<dyn Docroot>,
@@ -346,6 +348,10 @@ impl HttpSession {
         self.mid_request = false;
         if keep_alive {
             self.deadline = Some(Instant::now() + self.cfg.keepalive_timeout);
+        } else if !head.keep_alive && !head.expect_unknown {
+            // The client asked for the close, so it sends nothing more: close at once
+            // (`feed` switches to a lingering close if more input did come with it).
+            self.finish_connection(Ending::Close);
         } else {
             self.finish_connection(Ending::Linger);
         }
@@ -564,6 +570,11 @@ impl Session for HttpSession {
         loop {
             let rest = &input[used..];
             if matches!(self.reading, Reading::Closed) {
+                if !rest.is_empty() && self.ending == Ending::Close {
+                    // Unread input at close time would turn our FIN into a reset, which
+                    // can destroy the answer before the client reads it.
+                    self.ending = Ending::Linger;
+                }
                 return input.len();
             }
             if rest.is_empty() {
@@ -632,7 +643,9 @@ impl Session for HttpSession {
     }
 
     fn wants_read(&self, _peer: Peer) -> bool {
-        !self.client_eof
+        // Backpressure: with a file or a lot of bytes queued, further requests wait in the
+        // kernel (a lingering close still reads, to discard).
+        !self.client_eof && (matches!(self.reading, Reading::Closed) || !self.over_budget())
     }
 
     fn next_action(&mut self) -> Action<'_> {
@@ -692,11 +705,17 @@ impl Session for HttpSession {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        // While an answer is going out no timer runs: a slow reader is the driver's write
+        // timeout, and the keep-alive clock restarts when the output drains.
+        if self.out.is_empty() {
+            self.deadline
+        } else {
+            None
+        }
     }
 
     fn timed_out(&mut self, now: Instant) {
-        if self.deadline.is_none_or(|d| now < d) {
+        if !self.out.is_empty() || self.deadline.is_none_or(|d| now < d) {
             return;
         }
         self.deadline = None;
@@ -986,6 +1005,8 @@ mod tests {
 
         let mut s = session(&f, cfg.clone());
         s.feed(Peer::Client, GET_A);
+        assert_eq!(s.deadline(), None, "no timer while an answer is queued");
+        s.timed_out(Instant::now() + Duration::from_secs(3600));
         run(&mut s);
         let d = s.deadline().unwrap();
         assert!(d > Instant::now() + cfg.keepalive_timeout - Duration::from_secs(1));
@@ -1027,6 +1048,12 @@ mod tests {
         s.feed(Peer::Client, b"GET /a.txt HTTP/1.0\r\n\r\n");
         let seen = run(&mut s);
         assert!(text(&seen).contains("Connection: close"));
+        assert_eq!(&seen[1..], [Seen::Close], "the client asked for the close");
+
+        // More input after a close the client asked for: a lingering close.
+        let mut s = session(&f, Config::default());
+        s.feed(Peer::Client, b"GET /a.txt HTTP/1.0\r\n\r\nGET /");
+        let seen = run(&mut s);
         assert_eq!(&seen[1..], [Seen::Shutdown, Seen::Wait]);
         s.eof(Peer::Client);
         assert_eq!(run(&mut s), [Seen::Close]);
