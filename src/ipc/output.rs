@@ -260,14 +260,11 @@ impl Report {
         }
         let height = panels
             .iter()
-            .map(|p| 70 + 34 * p.bars.len() as u32)
+            .map(|p| panel_height(p.bars.len()))
             .sum::<u32>();
         let root = SVGBackend::new(path, (900, height)).into_drawing_area();
         root.fill(&WHITE)?;
-        let heights: Vec<u32> = panels
-            .iter()
-            .map(|p| 70 + 34 * p.bars.len() as u32)
-            .collect();
+        let heights: Vec<u32> = panels.iter().map(|p| panel_height(p.bars.len())).collect();
         let mut rest = root;
         for (panel, h) in panels.iter().zip(heights) {
             let (area, below) = rest.split_vertically(h);
@@ -277,6 +274,10 @@ impl Report {
         rest.present()?;
         Ok(())
     }
+}
+
+fn panel_height(bars: usize) -> u32 {
+    70 + 34 * bars.max(2) as u32
 }
 
 struct Panel {
@@ -289,6 +290,7 @@ impl Panel {
         &self,
         area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     ) -> anyhow::Result<()> {
+        // The first bar is drawn at the top: slot n-1 holds bar 0.
         let n = self.bars.len();
         let max = self
             .bars
@@ -303,12 +305,14 @@ impl Panel {
             .margin(8)
             .x_label_area_size(24)
             .y_label_area_size(230)
-            .build_cartesian_2d(0.0..max, (0..n).into_segmented())?;
+            .build_cartesian_2d(0.0..max, (0..(n - 1).max(1)).into_segmented())?;
         chart
             .configure_mesh()
             .disable_y_mesh()
             .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+                SegmentValue::CenterOf(slot) if *slot < n => {
+                    labels.get(n - 1 - *slot).cloned().unwrap_or_default()
+                }
                 _ => String::new(),
             })
             .y_labels(n)
@@ -317,12 +321,17 @@ impl Panel {
             Histogram::horizontal(&chart)
                 .style(BLUE.mix(0.6).filled())
                 .margin(6)
-                .data(self.bars.iter().enumerate().map(|(i, (_, v))| (i, *v))),
+                .data(
+                    self.bars
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (_, v))| (n - 1 - i, *v)),
+                ),
         )?;
         chart.draw_series(self.bars.iter().enumerate().map(|(i, (_, v))| {
             Text::new(
                 format!("{v:.1}"),
-                (*v, SegmentValue::CenterOf(i)),
+                (*v, SegmentValue::CenterOf(n - 1 - i)),
                 ("sans-serif", 13),
             )
         }))?;
