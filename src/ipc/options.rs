@@ -40,7 +40,7 @@ pub struct Args {
     /// Runs per figure; the median is reported [default: 5, 3 with --quick].
     #[arg(long, value_name = "N")]
     pub runs: Option<String>,
-    /// Seconds each run aims for when its size is not fixed [default: 0.12, 0.01 with --quick].
+    /// Seconds each run aims for when its size is not fixed [default: 0.25, 0.01 with --quick].
     #[arg(long, value_name = "SECS")]
     pub run_time: Option<String>,
     /// Fixed round trips (or forks, threads) per run instead of sizing runs by time.
@@ -98,7 +98,7 @@ impl Settings {
         let run_time = match &args.run_time {
             Some(s) => run_seconds(s)?,
             None if args.quick => Duration::from_millis(10),
-            None => Duration::from_millis(120),
+            None => Duration::from_millis(250),
         };
         let iters = args
             .iters
