@@ -144,11 +144,14 @@ pub fn spawn_helper<O, T>(
     let in_child = &mut ours;
     let pid = plumb_sys::ipc::fork_run(move || {
         drop(in_child.take());
-        let result = match cpu {
-            Some(cpu) => plumb_sys::pin_to_cpus(&[cpu]),
-            None => Ok(()),
-        }
-        .and_then(|()| body(theirs));
+        // A helper blocked on a datagram socket or a followed file would never notice its
+        // parent dying (no end of file there): have the kernel kill it instead.
+        let result = plumb_sys::die_with_parent(plumb_sys::signal::SIGKILL)
+            .and_then(|()| match cpu {
+                Some(cpu) => plumb_sys::pin_to_cpus(&[cpu]),
+                None => Ok(()),
+            })
+            .and_then(|()| body(theirs));
         match result {
             Ok(()) => 0,
             Err(e) => {
@@ -225,6 +228,32 @@ impl ScratchDir {
     pub fn path(&self) -> &Path {
         &self.0
     }
+
+    /// Removes `prefix-PID-N` directories left in `parent` by runs that were killed (their
+    /// process no longer exists), so an interrupted file-bandwidth run does not leave its
+    /// file behind for good. Directories of live processes, and ones we may not remove, are
+    /// left alone.
+    pub fn remove_stale(parent: &Path, prefix: &str) {
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(prefix))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<plumb_sys::pid_t>().ok())
+            else {
+                continue;
+            };
+            let gone =
+                matches!(plumb_sys::kill(pid, 0), Err(e) if e.raw_os_error() == Some(libc::ESRCH));
+            if gone && pid != plumb_sys::getpid() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
 }
 
 impl Drop for ScratchDir {
@@ -236,6 +265,24 @@ impl Drop for ScratchDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_scratch_dirs_of_dead_processes_are_removed() {
+        let parent = tempfile::tempdir().unwrap();
+        // pid_max is at most 2^22, so this pid cannot exist.
+        let dead = parent.path().join("plumb-ipc-99999999-0");
+        let alive = parent
+            .path()
+            .join(format!("plumb-ipc-{}-0", plumb_sys::getpid()));
+        let other = parent.path().join("plumb-ipc-notapid");
+        for d in [&dead, &alive, &other] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::write(dead.join("to-child.log"), b"x").unwrap();
+        ScratchDir::remove_stale(parent.path(), "plumb-ipc-");
+        assert!(!dead.exists());
+        assert!(alive.exists() && other.exists());
+    }
 
     #[test]
     fn median_of_odd_even_and_empty() {

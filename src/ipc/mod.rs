@@ -89,6 +89,7 @@ fn cpus() -> usize {
 /// Runs every selected measurement in order: latency, bandwidth, then the costs (threads last).
 fn measure(settings: &Settings, cpus: usize) -> anyhow::Result<Report> {
     let tmp = std::env::temp_dir();
+    ScratchDir::remove_stale(&tmp, "plumb-ipc-");
     let scratch = ScratchDir::new_in(&tmp, &format!("plumb-ipc-{}", plumb_sys::getpid()))
         .with_context(|| format!("creating a scratch directory in {}", tmp.display()))?;
     let progress = Progress::new(!settings.json || io::stderr().is_terminal());

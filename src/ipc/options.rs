@@ -40,7 +40,7 @@ pub struct Args {
     /// Runs per figure; the median is reported [default: 5, 3 with --quick].
     #[arg(long, value_name = "N")]
     pub runs: Option<String>,
-    /// Seconds each run aims for when its size is not fixed [default: 0.25, 0.01 with --quick].
+    /// Seconds each run aims for when its size is not fixed [default: 0.2, 0.01 with --quick].
     #[arg(long, value_name = "SECS")]
     pub run_time: Option<String>,
     /// Fixed round trips (or forks, threads) per run instead of sizing runs by time.
@@ -50,7 +50,8 @@ pub struct Args {
     #[arg(long, value_name = "MIB")]
     pub total_mib: Option<String>,
     /// Busy-poll in the ping-pong: non-blocking descriptors retried at once, so no sleep or
-    /// wake-up is on the measured path.
+    /// wake-up is on the measured path. Meant for two CPUs (--pin 0,1): on one CPU each side
+    /// spins until the scheduler preempts it.
     #[arg(long)]
     pub spin: bool,
     /// Print the report as JSON on stdout instead of a table.
@@ -98,7 +99,7 @@ impl Settings {
         let run_time = match &args.run_time {
             Some(s) => run_seconds(s)?,
             None if args.quick => Duration::from_millis(10),
-            None => Duration::from_millis(250),
+            None => Duration::from_millis(200),
         };
         let iters = args
             .iters
