@@ -6,16 +6,16 @@
 # same iteration and byte counts. C and plumb runs alternate, so drifting background load hits
 # both alike; each figure is the median of REPS runs. Prints a markdown table with the ratio.
 #
-#   scripts/ipc-vs-c.sh [REPS]          (default 3; about 1-2 minutes on 2 CPUs)
+#   scripts/ipc-vs-c.sh [REPS]          (default 5; about 2 minutes on 2 CPUs)
 #
 # Environment: ITERS (round trips per run, default 20000), BW_MIB (MiB per bandwidth run,
-# default 512), CREF (the C sources, default ../shared/bench/ipc beside the repository),
+# default 256), CREF (the C sources, default ../shared/bench/ipc beside the repository),
 # PLUMB (the binary, default target/release/plumb, built if missing).
 set -eu -o pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-REPS=${1:-3}
+REPS=${1:-5}
 ITERS=${ITERS:-20000}
-BW_MIB=${BW_MIB:-512}
+BW_MIB=${BW_MIB:-256}
 CREF=${CREF:-$ROOT/../shared/bench/ipc}
 PLUMB=${PLUMB:-$ROOT/target/release/plumb}
 BUILD=$(mktemp -d /tmp/plumb-ipc-vs-c.XXXXXX)
@@ -38,7 +38,7 @@ median() { sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
-echo "# plumb ipc vs the C reference ($(date -u +%FT%TZ), $(uname -sr), $(nproc) CPUs, reps=$REPS, median, runs alternating)"
+echo "# plumb ipc vs the C reference ($(date -u +%FT%TZ), $(uname -sr), $(nproc) CPUs, load average $(cut -d" " -f1-3 /proc/loadavg), reps=$REPS, median, runs alternating)"
 echo
 echo "Latency: ITERS=$ITERS 1-byte round trips per run after 1% warm-up (C: pingpong.c; plumb: --iters $ITERS --runs 1)."
 echo "Bandwidth: $BW_MIB MiB in 64 KiB writes per run (C: bw.c; plumb: --total-mib $BW_MIB --runs 1). MB = 10^6 B."
