@@ -8,14 +8,20 @@
 #
 #   scripts/ipc-vs-c.sh [REPS]          (default 5; about 2 minutes on 2 CPUs)
 #
-# Environment: ITERS (round trips per run, default 20000), BW_MIB (MiB per bandwidth run,
-# default 256), CREF (the C sources, default ../shared/bench/ipc beside the repository),
+# Environment: ITERS / ITERS_CROSS (round trips per run; default 100000, and 20000 for the
+# cross-CPU rows that sleep), BW_MIB_SAME / BW_MIB_CROSS (MiB per
+# bandwidth run on one CPU / across CPUs, default 2048 / 256), CREF (the C sources, default ../shared/bench/ipc beside the repository),
 # PLUMB (the binary, default target/release/plumb, built if missing).
 set -eu -o pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REPS=${1:-5}
-ITERS=${ITERS:-20000}
-BW_MIB=${BW_MIB:-256}
+ITERS=${ITERS:-100000}
+# Sleeping cross-CPU round trips are ~20x slower here: fewer of them keep the script bounded.
+ITERS_CROSS=${ITERS_CROSS:-20000}
+# Same-CPU bandwidth is ~10x cross-CPU here: size runs so each lasts a good fraction of a second
+# (a 25 ms run is at the mercy of one preemption by anything else on the machine).
+BW_MIB_SAME=${BW_MIB_SAME:-2048}
+BW_MIB_CROSS=${BW_MIB_CROSS:-256}
 CREF=${CREF:-$ROOT/../shared/bench/ipc}
 PLUMB=${PLUMB:-$ROOT/target/release/plumb}
 BUILD=$(mktemp -d /tmp/plumb-ipc-vs-c.XXXXXX)
@@ -40,8 +46,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else 
 
 echo "# plumb ipc vs the C reference ($(date -u +%FT%TZ), $(uname -sr), $(nproc) CPUs, load average $(cut -d" " -f1-3 /proc/loadavg), reps=$REPS, median, runs alternating)"
 echo
-echo "Latency: ITERS=$ITERS 1-byte round trips per run after 1% warm-up (C: pingpong.c; plumb: --iters $ITERS --runs 1)."
-echo "Bandwidth: $BW_MIB MiB in 64 KiB writes per run (C: bw.c; plumb: --total-mib $BW_MIB --runs 1). MB = 10^6 B."
+echo "Latency: $ITERS 1-byte round trips per run ($ITERS_CROSS for cross-CPU without busy-poll) after 1% warm-up (C: pingpong.c; plumb: --iters N --runs 1)."
+echo "Bandwidth: $BW_MIB_SAME MiB (same CPU) or $BW_MIB_CROSS MiB (cross-CPU) in 64 KiB writes per run (C: bw.c; plumb: --total-mib N --runs 1). MB = 10^6 B."
 echo "ratio = plumb / C (latency: above 1 means plumb is slower; bandwidth: below 1 means plumb is slower)."
 echo
 echo "| test | channel | cpus (parent/child) | C | plumb | ratio |"
@@ -53,11 +59,12 @@ for mode in pipe unix tcp; do
     set -- $cp
     spin_c=${3:-}
     spin_p=${3:+--spin}
+    if [ "$1" != "$2" ] && [ -z "$spin_c" ]; then iters=$ITERS_CROSS; else iters=$ITERS; fi
     c_mean=() c_p50=() c_p99=() p_mean=() p_p50=() p_p99=()
     for _ in $(seq 1 "$REPS"); do
-      out=$(timeout $LIMIT "$BUILD/pingpong" "$mode" "$ITERS" "$1" "$2" $spin_c)
+      out=$(timeout $LIMIT "$BUILD/pingpong" "$mode" "$iters" "$1" "$2" $spin_c)
       c_mean+=("$(echo "$out" | field mean_ns)"); c_p50+=("$(echo "$out" | field p50_ns)"); c_p99+=("$(echo "$out" | field p99_ns)")
-      js=$(timeout $LIMIT "$PLUMB" ipc --json --only "latency,$ch" --pin "$1,$2" --iters "$ITERS" --runs 1 $spin_p)
+      js=$(timeout $LIMIT "$PLUMB" ipc --json --only "latency,$ch" --pin "$1,$2" --iters "$iters" --runs 1 $spin_p)
       p_mean+=("$(echo "$js" | jq '.latency[0].mean_ns')"); p_p50+=("$(echo "$js" | jq '.latency[0].p50_ns')"); p_p99+=("$(echo "$js" | jq '.latency[0].p99_ns')")
     done
     label="$mode${3:+ busy-poll}"
@@ -73,10 +80,11 @@ for mode in pipe unix tcp; do
   ch=$mode
   for cp in "0 1" "0 0"; do
     set -- $cp
+    if [ "$1" = "$2" ]; then mib=$BW_MIB_SAME; else mib=$BW_MIB_CROSS; fi
     cs=() ps=()
     for _ in $(seq 1 "$REPS"); do
-      cs+=("$(timeout $LIMIT "$BUILD/bw" "$mode" 65536 "$BW_MIB" "$1" "$2" | field MB_s)")
-      ps+=("$(timeout $LIMIT "$PLUMB" ipc --json --only "bandwidth,$ch" --pin "$1,$2" --chunk 65536 --total-mib "$BW_MIB" --runs 1 | jq '.bandwidth[0].mb_per_s')")
+      cs+=("$(timeout $LIMIT "$BUILD/bw" "$mode" 65536 "$mib" "$1" "$2" | field MB_s)")
+      ps+=("$(timeout $LIMIT "$PLUMB" ipc --json --only "bandwidth,$ch" --pin "$1,$2" --chunk 65536 --total-mib "$mib" --runs 1 | jq '.bandwidth[0].mb_per_s')")
     done
     cv=$(printf '%s\n' "${cs[@]}" | median)
     pv=$(printf '%s\n' "${ps[@]}" | median)
