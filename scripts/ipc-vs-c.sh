@@ -6,12 +6,14 @@
 # same iteration and byte counts. C and plumb runs alternate, so drifting background load hits
 # both alike; each figure is the median of REPS runs. Prints a markdown table with the ratio.
 #
-#   scripts/ipc-vs-c.sh [REPS]          (default 5; about 2 minutes on 2 CPUs)
+#   scripts/ipc-vs-c.sh [REPS]    (default 5; about 2 minutes on 2 idle CPUs, never over
+#                                  BUDGET=180 seconds plus one row)
 #
 # Environment: ITERS / ITERS_CROSS (round trips per run; default 100000, and 20000 for the
-# cross-CPU rows that sleep), BW_MIB_SAME / BW_MIB_CROSS (MiB per
-# bandwidth run on one CPU / across CPUs, default 2048 / 256), CREF (the C sources, default ../shared/bench/ipc beside the repository),
-# PLUMB (the binary, default target/release/plumb, built if missing).
+# cross-CPU rows that sleep), BW_MIB_SAME / BW_MIB_CROSS (MiB per bandwidth run on one CPU /
+# across CPUs; default 2048 / 256), BUDGET (seconds), CREF (the C sources; default
+# ../shared/bench/ipc beside the repository), PLUMB (the binary; default target/release/plumb,
+# built if missing).
 set -eu -o pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REPS=${1:-5}
@@ -26,8 +28,11 @@ CREF=${CREF:-$ROOT/../shared/bench/ipc}
 PLUMB=${PLUMB:-$ROOT/target/release/plumb}
 BUILD=$(mktemp -d /tmp/plumb-ipc-vs-c.XXXXXX)
 trap 'rm -rf "$BUILD"' EXIT
-# No single run may hang the script.
-LIMIT=60
+# No single run may hang the script, and the whole script stays within BUDGET seconds: rows
+# that would start later are printed as skipped (a heavily loaded machine slows every row).
+LIMIT=30
+BUDGET=${BUDGET:-180}
+over_budget() { [ "$SECONDS" -ge "$BUDGET" ]; }
 
 for tool in gcc jq; do
   command -v "$tool" >/dev/null || { echo "ipc-vs-c: needs $tool" >&2; exit 2; }
@@ -60,6 +65,8 @@ for mode in pipe unix tcp; do
     spin_c=${3:-}
     spin_p=${3:+--spin}
     if [ "$1" != "$2" ] && [ -z "$spin_c" ]; then iters=$ITERS_CROSS; else iters=$ITERS; fi
+    label="$mode${3:+ busy-poll}"
+    if over_budget; then echo "| round trip | $label | $1/$2 | skipped: over the ${BUDGET}s budget | | |"; continue; fi
     c_mean=() c_p50=() c_p99=() p_mean=() p_p50=() p_p99=()
     for _ in $(seq 1 "$REPS"); do
       out=$(timeout $LIMIT "$BUILD/pingpong" "$mode" "$iters" "$1" "$2" $spin_c)
@@ -67,7 +74,6 @@ for mode in pipe unix tcp; do
       js=$(timeout $LIMIT "$PLUMB" ipc --json --only "latency,$ch" --pin "$1,$2" --iters "$iters" --runs 1 $spin_p)
       p_mean+=("$(echo "$js" | jq '.latency[0].mean_ns')"); p_p50+=("$(echo "$js" | jq '.latency[0].p50_ns')"); p_p99+=("$(echo "$js" | jq '.latency[0].p99_ns')")
     done
-    label="$mode${3:+ busy-poll}"
     for stat in mean p50 p99; do
       eval "cv=\$(printf '%s\n' \"\${c_$stat[@]}\" | median)"
       eval "pv=\$(printf '%s\n' \"\${p_$stat[@]}\" | median)"
@@ -81,6 +87,7 @@ for mode in pipe unix tcp; do
   for cp in "0 1" "0 0"; do
     set -- $cp
     if [ "$1" = "$2" ]; then mib=$BW_MIB_SAME; else mib=$BW_MIB_CROSS; fi
+    if over_budget; then echo "| bandwidth MB/s | $mode | $1/$2 | skipped: over the ${BUDGET}s budget | | |"; continue; fi
     cs=() ps=()
     for _ in $(seq 1 "$REPS"); do
       cs+=("$(timeout $LIMIT "$BUILD/bw" "$mode" 65536 "$mib" "$1" "$2" | field MB_s)")
@@ -92,5 +99,6 @@ for mode in pipe unix tcp; do
   done
 done
 echo
+echo "took ${SECONDS}s; load average now $(cut -d" " -f1-3 /proc/loadavg)"
 echo "cpus 0/1 = cross-CPU (each hand-off wakes a sleeping task on the other CPU); 0/0 = same CPU"
 echo "(a context switch per hand-off); busy-poll = non-blocking descriptors retried at once."
