@@ -157,14 +157,13 @@ impl Report {
         if !self.latency.is_empty() {
             let _ = writeln!(
                 out,
-                "\nround trip, {} message{}{:>width$}{:>11}{:>11}{:>11}",
+                "\nround trip, {} message{}\n  {:<11}{:>11}{:>11}{:>11}",
                 human_bytes(s.size),
                 if s.spin { " (busy-poll)" } else { "" },
                 "",
                 "mean",
                 "p50",
                 "p99",
-                width = 0
             );
             for r in &self.latency {
                 let _ = writeln!(
@@ -197,8 +196,8 @@ impl Report {
         if !self.costs.is_empty() {
             let _ = writeln!(
                 out,
-                "\nstart-up cost{:>11}{:>11}{:>11}",
-                "mean", "p50", "p99"
+                "\nstart-up cost\n  {:<11}{:>11}{:>11}{:>11}",
+                "", "mean", "p50", "p99"
             );
             for r in &self.costs {
                 let _ = writeln!(
