@@ -601,7 +601,10 @@ impl<'a> Worker<'a> {
         if c.sock.is_none() {
             return;
         }
-        if (ev.is_readable() || ev.is_read_closed() || ev.is_error()) && !self.read(i, now) {
+        // EPOLLRDHUP/EPOLLERR: the peer's FIN (or an error) is already queued behind any
+        // data, and no further edge will announce it, so read to the end.
+        let drain = ev.is_read_closed() || ev.is_error();
+        if (ev.is_readable() || drain) && !self.read(i, now, drain) {
             return;
         }
         let c = &self.conns[i];
@@ -613,7 +616,7 @@ impl<'a> Worker<'a> {
     /// Reads until the socket is drained. Returns false when the socket was replaced or
     /// dropped (the caller must not touch it further).
     #[inline]
-    fn read(&mut self, i: usize, now: Instant) -> bool {
+    fn read(&mut self, i: usize, now: Instant, drain: bool) -> bool {
         loop {
             let c = &mut self.conns[i];
             let Some(sock) = &mut c.sock else {
@@ -646,7 +649,7 @@ impl<'a> Worker<'a> {
                 return false;
             }
             // A short read drained the socket: the next arrival raises a new edge.
-            if n < self.buf.len() {
+            if n < self.buf.len() && !drain {
                 return true;
             }
         }

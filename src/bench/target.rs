@@ -52,7 +52,7 @@ impl TargetSpec {
                 return Err(bad("missing host"));
             }
             let addr = Addr::parse(authority, Some(80)).map_err(|e| bad(&e.to_string()))?;
-            check_path(path).map_err(|w| bad(w))?;
+            check_path(path).map_err(&bad)?;
             Ok(TargetSpec {
                 addr,
                 protocol: ProtocolSpec::Http {
@@ -67,7 +67,7 @@ impl TargetSpec {
             };
             let addr =
                 Addr::parse(&format!("unix:{sock}"), None).map_err(|e| bad(&e.to_string()))?;
-            check_path(path).map_err(|w| bad(w))?;
+            check_path(path).map_err(&bad)?;
             Ok(TargetSpec {
                 addr,
                 protocol: ProtocolSpec::Http {
