@@ -139,6 +139,9 @@ pub struct Totals {
     /// Count per status code.
     pub status: Vec<u64>,
     pub errors: Errors,
+    /// Connections that got no response at all in the measured window: a server that
+    /// serves some clients and leaves others waiting (an iterative server, a full pool).
+    pub starved: u64,
     /// The measured window.
     pub duration: Duration,
 }
@@ -153,6 +156,7 @@ impl Totals {
                 .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),
             status: vec![0; STATUS_SLOTS],
             errors: Errors::default(),
+            starved: 0,
             duration: Duration::ZERO,
         }
     }
@@ -165,6 +169,7 @@ impl Totals {
             *a += b;
         }
         self.errors.add(&o.errors);
+        self.starved += o.starved;
         self.duration = self.duration.max(o.duration);
     }
 }
@@ -293,6 +298,8 @@ struct Conn {
     server_closes: bool,
     /// A timer entry will call `send` for this connection.
     scheduled: bool,
+    /// A response on this connection (or its replacements) was counted.
+    answered: bool,
 }
 
 struct Worker<'a> {
@@ -368,6 +375,7 @@ impl<'a> Worker<'a> {
                     next_due: t0 + phase,
                     server_closes: false,
                     scheduled: false,
+                    answered: false,
                 }
             })
             .collect();
@@ -469,6 +477,7 @@ impl<'a> Worker<'a> {
         // Requests that have waited past the timeout are failures, not merely unfinished.
         self.stopped = true;
         self.check_timeouts(stopped_at);
+        self.totals.starved = self.conns.iter().filter(|c| !c.answered).count() as u64;
         self.totals.duration = match self.measure_until {
             Some(until) => until
                 .min(stopped_at)
@@ -715,6 +724,7 @@ impl<'a> Worker<'a> {
                 t.errors.status += 1;
             }
             self.last_done = now;
+            c.answered = true;
         }
         c.server_closes |= !done.keep_alive;
         if !c.starts.is_empty() {

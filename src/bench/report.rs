@@ -39,6 +39,8 @@ pub struct Report {
     /// Responses per status code (echo replies count under "echo").
     pub status: BTreeMap<String, u64>,
     pub errors: Errors,
+    /// Connections that got no response at all in the measured window.
+    pub starved: u64,
 }
 
 /// Describes the run for the report header.
@@ -99,6 +101,7 @@ impl Report {
             latency_us: latency,
             status,
             errors: t.errors,
+            starved: t.starved,
         }
     }
 
@@ -165,6 +168,13 @@ impl Report {
                 _ => format!("{n} {k}"),
             })
             .collect();
+        if self.starved > 0 {
+            let _ = writeln!(
+                s,
+                "  starved    {} of the connections got no response at all",
+                self.starved
+            );
+        }
         if errs.is_empty() {
             let _ = writeln!(s, "  errors     none");
         } else {
