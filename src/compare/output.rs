@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::bench::Report;
 
@@ -208,7 +209,7 @@ fn draw(
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(70)
-        .build_cartesian_2d((0..n).into_segmented(), 0.0..max_rps * 1.12)?;
+        .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..max_rps * 1.12)?;
     c.configure_mesh()
         .disable_x_mesh()
         .x_labels(n)
@@ -233,7 +234,10 @@ fn draw(
                 SegmentValue::CenterOf(i),
                 s.requests_per_sec + max_rps * 0.02,
             ),
-            ("sans-serif", 12).into_font().color(&BLACK),
+            ("sans-serif", 12)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Center, VPos::Bottom)),
         )
     }))?;
 
@@ -249,7 +253,8 @@ fn draw(
     } else {
         1.0
     };
-    let hi = (hi * 2.0).max(lo * 10.0);
+    // Headroom above the tallest bar for the legend.
+    let hi = (hi * 8.0).max(lo * 10.0);
     let mut c = ChartBuilder::on(&right)
         .caption(
             "latency (us, log scale): p99 bar, p50 inside",
@@ -258,7 +263,7 @@ fn draw(
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(70)
-        .build_cartesian_2d((0..n).into_segmented(), (lo..hi).log_scale())?;
+        .build_cartesian_2d((0..n - 1).into_segmented(), (lo..hi).log_scale())?;
     c.configure_mesh()
         .disable_x_mesh()
         .x_labels(n)
@@ -301,7 +306,7 @@ fn draw(
     c.configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::UpperRight)
         .draw()?;
     root.present()?;
     Ok(())
