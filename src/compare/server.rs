@@ -86,11 +86,17 @@ impl ChildServer {
         self.child.id() as i32
     }
 
-    /// ": <last stderr line>" or nothing.
+    /// ": <the server's last error line>" (or its last line), or nothing.
     pub fn last_words(&self) -> String {
         let t = self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner());
-        t.back().map_or(String::new(), |l| {
-            format!(": {}", l.strip_prefix("plumb: ").unwrap_or(l))
+        let line = t
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("plumb: ") || l.starts_with("error: "))
+            .or(t.back());
+        line.map_or(String::new(), |l| {
+            let l = l.strip_prefix("plumb: ").unwrap_or(l);
+            format!(": {}", l.strip_prefix("error: ").unwrap_or(l))
         })
     }
 
