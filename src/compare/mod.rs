@@ -106,6 +106,9 @@ pub struct Args {
     /// CPUs for the load generator.
     #[arg(long, value_name = "LIST", requires = "server_cpus")]
     pub client_cpus: Option<String>,
+    /// The plumb executable that runs the servers (default: this one), to compare builds.
+    #[arg(long, value_name = "PATH")]
+    pub server_exe: Option<PathBuf>,
     /// Directory for results.json, results.csv and chart.svg.
     #[arg(long, value_name = "DIR", default_value = "plumb-compare")]
     pub out: PathBuf,
@@ -186,6 +189,7 @@ struct Plan {
     size: usize,
     server_cpus: Option<Vec<usize>>,
     client_cpus: Option<Vec<usize>>,
+    exe: PathBuf,
 }
 
 fn plan(args: &Args) -> anyhow::Result<Plan> {
@@ -255,6 +259,11 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
         size,
         server_cpus: cpus(&args.server_cpus)?,
         client_cpus: cpus(&args.client_cpus)?,
+        exe: match &args.server_exe {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()
+                .map_err(|e| anyhow::anyhow!("cannot find the plumb executable: {e}"))?,
+        },
     })
 }
 
@@ -277,7 +286,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     let upstream = match plan.service {
         Service::Relay => {
             pin(&plan.server_cpus)?;
-            let s = ChildServer::start(&upstream_args());
+            let s = ChildServer::start(&plan.exe, &upstream_args());
             pin(&plan.client_cpus)?;
             Some(s?)
         }
@@ -417,7 +426,7 @@ fn bench_one(
     server_args: &[String],
 ) -> anyhow::Result<Run> {
     pin(&plan.server_cpus)?;
-    let started = ChildServer::start(server_args);
+    let started = ChildServer::start(&plan.exe, server_args);
     pin(&plan.client_cpus)?;
     let mut srv = started?;
     let target = match plan.service {

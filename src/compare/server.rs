@@ -27,21 +27,21 @@ pub struct ChildServer {
 }
 
 impl ChildServer {
-    /// Runs `plumb ARGS` (this executable) and waits for its listening line.
+    /// Runs `EXE ARGS` (a plumb executable) and waits for its listening line.
     ///
     /// # Errors
     /// The executable cannot be run, or the server exits or stays silent past the deadline;
     /// the message carries the server's last stderr line.
-    pub fn start(args: &[String]) -> anyhow::Result<ChildServer> {
-        let exe = std::env::current_exe()
-            .map_err(|e| anyhow::anyhow!("cannot find the plumb executable: {e}"))?;
+    pub fn start(exe: &std::path::Path, args: &[String]) -> anyhow::Result<ChildServer> {
         let mut child = Command::new(exe)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot start plumb {}: {e}", args.join(" ")))?;
+            .map_err(|e| {
+                anyhow::anyhow!("cannot start {} {}: {e}", exe.display(), args.join(" "))
+            })?;
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let (tx, rx) = mpsc::channel();
         if let Some(err) = child.stderr.take() {
