@@ -38,6 +38,8 @@ pub struct ModelSummary {
     pub errors: u64,
     /// Connections that got no response in a run (median over rounds).
     pub starved: u64,
+    /// Bench connections per run.
+    pub connections: usize,
     pub server_cpu_pct: f64,
     /// Highest peak over the rounds.
     pub peak_rss_kib: u64,
@@ -76,6 +78,7 @@ pub fn summarize(models: &[String], runs: &[Run]) -> Vec<ModelSummary> {
                     .map(|r| r.report.errors.failures() + r.report.errors.status)
                     .sum(),
                 starved: med(&|r| r.report.starved as f64) as u64,
+                connections: mine.first().map_or(0, |r| r.report.connections),
                 server_cpu_pct: med(&|r| r.server_cpu_pct),
                 peak_rss_kib: mine.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0),
                 rounds: mine.len(),
@@ -205,11 +208,14 @@ fn draw(
         .map(|s| s.requests_per_sec)
         .fold(1.0_f64, f64::max);
     let mut c = ChartBuilder::on(&left)
-        .caption("throughput (requests/s, median)", ("sans-serif", 16))
+        .caption(
+            "throughput (requests/s, median; starved = connections never answered)",
+            ("sans-serif", 16),
+        )
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(70)
-        .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..max_rps * 1.12)?;
+        .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..max_rps * 1.18)?;
     c.configure_mesh()
         .disable_x_mesh()
         .x_labels(n)
@@ -226,6 +232,26 @@ fn draw(
                     .enumerate()
                     .map(|(i, s)| (i, s.requests_per_sec)),
             ),
+    )?;
+    // Starved connections under the bar's value: throughput alone hides them.
+    c.draw_series(
+        summary
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.starved > 0)
+            .map(|(i, s)| {
+                Text::new(
+                    format!("{}/{} starved", s.starved, s.connections),
+                    (
+                        SegmentValue::CenterOf(i),
+                        s.requests_per_sec + max_rps * 0.07,
+                    ),
+                    ("sans-serif", 10)
+                        .into_font()
+                        .color(&RGBColor(204, 0, 0))
+                        .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                )
+            }),
     )?;
     c.draw_series(summary.iter().enumerate().map(|(i, s)| {
         Text::new(
