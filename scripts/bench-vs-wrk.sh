@@ -6,10 +6,12 @@
 # runs `wrk -t1 -c64` and `plumb bench -t1 -c64` against it, alternating which goes first,
 # for --rounds rounds of --duration seconds each. The client core is the bottleneck here
 # (lighttpd on its own core outruns one client thread), so req/s measures the client.
-# Prints each round, the medians and the median of the per-round ratios plumb/wrk.
+# Prints each round, the medians and the median of the per-round ratios plumb/wrk, and the
+# CPU each client (and the server) used per request: on a shared machine where neither core
+# is saturated, req/s swings with the neighbours' load, while CPU per request does not.
 #
 # Then the --rate check: wrk2 is used when installed (same rate, latency side by side);
-# Debian has no wrk2, so otherwise plumb's --rate latency at 10% and 50% of the measured
+# Debian has no wrk2, so otherwise plumb's --rate latency at 10% and 30% of the measured
 # maximum is printed beside its own unthrottled latency at low concurrency.
 #
 # Usage: scripts/bench-vs-wrk.sh [--rounds N] [--duration S] [--connections N]
@@ -81,35 +83,63 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 
+# Runs a command, its output to $1, and prints the CPU seconds (user + system) it used.
+cpu_of() {
+  local out=$1; shift
+  python3 -c '
+import os, sys, subprocess
+with open(sys.argv[1], "w") as f:
+    p = subprocess.Popen(sys.argv[2:], stdout=f, stderr=subprocess.STDOUT)
+    _, _, ru = os.wait4(p.pid, 0)
+print("%.4f" % (ru.ru_utime + ru.ru_stime))' "$out" "$@"
+}
+# CPU seconds the server has used so far (utime + stime from /proc; USER_HZ = 100).
+server_cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$SERVER_PID/stat"; }
+
 run_wrk() {
-  taskset -c "$CCPU" wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$URL" > "$WORK/wrk.out" 2>&1
-  python3 - "$WORK/wrk.out" <<'EOF'
+  local s0 c s1
+  s0=$(server_cpu)
+  c=$(cpu_of "$WORK/wrk.out" taskset -c "$CCPU" wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$URL")
+  s1=$(server_cpu)
+  python3 - "$WORK/wrk.out" "$c" "$s0" "$s1" "$DUR" <<'EOF'
 import re, sys
 t = open(sys.argv[1]).read()
 rps = re.search(r'Requests/sec:\s+([\d.]+)', t)
 p50 = re.search(r'50%\s+([\d.]+)(us|ms|s)', t)
 p99 = re.search(r'99%\s+([\d.]+)(us|ms|s)', t)
 err = re.search(r'Socket errors: (.*)', t)
+n = re.search(r'(\d+) requests in', t)
 us = lambda m: float(m.group(1)) * {'us': 1, 'ms': 1000, 's': 1e6}[m.group(2)] if m else float('nan')
-print(rps.group(1) if rps else 'nan', '%.1f' % us(p50), '%.1f' % us(p99), (err.group(1) if err else 'none').replace(' ', ''))
+cpu, s0, s1, dur = map(float, sys.argv[2:6])
+n = int(n.group(1)) if n else 0
+per = lambda x: '%.2f' % (x * 1e6 / n) if n else 'nan'
+print(rps.group(1) if rps else 'nan', '%.1f' % us(p50), '%.1f' % us(p99), per(cpu), per(s1 - s0),
+      '%.0f' % (100 * cpu / dur), '%.0f' % (100 * (s1 - s0) / dur), (err.group(1) if err else 'none').replace(' ', ''))
 EOF
 }
 run_plumb() {
-  taskset -c "$CCPU" "$PLUMB" bench "$URL" -t1 -c"$CONNS" -d "$DUR" --json "$@" > "$WORK/plumb.json" 2> "$WORK/plumb.err"
-  python3 - "$WORK/plumb.json" <<'EOF'
+  local s0 c s1
+  s0=$(server_cpu)
+  c=$(cpu_of "$WORK/plumb.json" taskset -c "$CCPU" "$PLUMB" bench "$URL" -t1 -c"$CONNS" -d "$DUR" --json)
+  s1=$(server_cpu)
+  python3 - "$WORK/plumb.json" "$c" "$s0" "$s1" "$DUR" <<'EOF'
 import json, sys
+cpu, s0, s1, dur = map(float, sys.argv[2:6])
 try:
     r = json.load(open(sys.argv[1]))
 except Exception:
-    print('nan nan nan failed'); sys.exit()
+    print('nan nan nan nan nan nan nan failed'); sys.exit()
 e = r['errors']; bad = ','.join('%s:%d' % (k, v) for k, v in e.items() if v) or 'none'
-print('%.0f' % r['requests_per_sec'], r['latency_us']['p50'], r['latency_us']['p99'], bad)
+n = r['requests']
+per = lambda x: '%.2f' % (x * 1e6 / n) if n else 'nan'
+print('%.0f' % r['requests_per_sec'], r['latency_us']['p50'], r['latency_us']['p99'], per(cpu), per(s1 - s0),
+      '%.0f' % (100 * cpu / dur), '%.0f' % (100 * (s1 - s0) / dur), bad)
 EOF
 }
 
 echo "lighttpd on CPU $SCPU, clients on CPU $CCPU, $CONNS connections, 1 thread, ${DUR}s x $ROUNDS rounds"
 echo "$URL (1 KiB)"
-printf '%-6s %-6s %12s %10s %10s  %s\n' round client req/s p50_us p99_us errors
+printf '%-6s %-6s %10s %9s %9s %11s %11s %8s %8s  %s\n' round client req/s p50_us p99_us cli_us/req srv_us/req cli_cpu% srv_cpu% errors
 RES=$WORK/results.tsv
 : > "$RES"
 for r in $(seq "$ROUNDS"); do
@@ -117,7 +147,7 @@ for r in $(seq "$ROUNDS"); do
   for c in $order; do
     if [ "$c" = wrk ]; then line=$(run_wrk); else line=$(run_plumb); fi
     # shellcheck disable=SC2086
-    printf '%-6s %-6s %12s %10s %10s  %s\n' "$r" "$c" $line
+    printf '%-6s %-6s %10s %9s %9s %11s %11s %8s %8s  %s\n' "$r" "$c" $line
     echo "$r $c $line" >> "$RES"
   done
 done
@@ -125,18 +155,25 @@ python3 - "$RES" <<'EOF'
 import sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 by = {}
-for r, c, rps, p50, p99, err in rows:
-    by.setdefault(c, {})[r] = (float(rps), float(p50), float(p99))
+for r, c, rps, p50, p99, ccpu, scpu, cbusy, sbusy, err in rows:
+    by.setdefault(c, {})[r] = tuple(map(float, (rps, p50, p99, ccpu, scpu, cbusy, sbusy)))
 med = lambda c, i: st.median(v[i] for v in by[c].values())
 ratios = [by['plumb'][r][0] / by['wrk'][r][0] for r in by['wrk'] if r in by['plumb'] and by['wrk'][r][0] > 0]
 print()
 print('median req/s: wrk %.0f, plumb %.0f' % (med('wrk', 0), med('plumb', 0)))
 print('median p50/p99 us: wrk %.1f/%.1f, plumb %.1f/%.1f' % (med('wrk', 1), med('wrk', 2), med('plumb', 1), med('plumb', 2)))
-print('plumb/wrk ratio: median %.3f (min %.3f, max %.3f over %d rounds)' % (st.median(ratios), min(ratios), max(ratios), len(ratios)))
+print('median CPU per request, us: client wrk %.2f, plumb %.2f; server with wrk %.2f, with plumb %.2f'
+      % (med('wrk', 3), med('plumb', 3), med('wrk', 4), med('plumb', 4)))
+print('median CPU busy %%: client wrk %.0f, plumb %.0f; server %.0f / %.0f (100 = one core saturated)'
+      % (med('wrk', 5), med('plumb', 5), med('wrk', 6), med('plumb', 6)))
+cr = [by['wrk'][r][3] / by['plumb'][r][3] for r in by['wrk'] if r in by['plumb'] and by['plumb'][r][3] > 0]
+print('plumb/wrk req/s ratio: median %.3f (min %.3f, max %.3f over %d rounds)' % (st.median(ratios), min(ratios), max(ratios), len(ratios)))
+print('client efficiency ratio (wrk CPU/req over plumb CPU/req): median %.3f' % st.median(cr))
 EOF
 
 # ---------------------------------------------------------------- --rate check
 MAX=$(python3 -c "import statistics as st,sys; print(int(st.median(float(l.split()[2]) for l in open('$RES') if l.split()[1]=='plumb')))")
+[ "$MAX" -ge 100 ] || die "plumb measured no throughput: $(cat "$WORK/plumb.json")"
 echo
 echo "--rate check (1 thread, 16 connections, ${DUR}s each; latency from the scheduled send time)"
 RC=16
@@ -152,7 +189,7 @@ print('%-34s %12.0f %10.1f %10.1f %10.1f  %s' % (sys.argv[2], r['requests_per_se
 EOF
 }
 rate_line "plumb unthrottled (-c$RC)"
-for pct in 10 50; do
+for pct in 10 30; do
   R=$((MAX * pct / 100))
   rate_line "plumb --rate $R ($pct% of max)" --rate "$R"
   if command -v wrk2 >/dev/null 2>&1; then

@@ -326,6 +326,11 @@ struct Worker<'a> {
     interval: Option<Duration>,
     /// The run is over: start nothing new.
     stopped: bool,
+    /// While handling a batch of events, new requests are queued here and written after
+    /// the batch, so the server is woken once for many requests rather than once each.
+    deferred: Option<Vec<usize>>,
+    /// The deferred queue's buffer between batches (no allocation per batch).
+    spare: Vec<usize>,
     live: &'a AtomicU64,
 }
 
@@ -400,6 +405,8 @@ impl<'a> Worker<'a> {
             last_done: measure_from,
             interval,
             stopped: false,
+            deferred: None,
+            spare: Vec::with_capacity(64),
             live,
         })
     }
@@ -464,6 +471,9 @@ impl<'a> Worker<'a> {
                 Err(e) => return Err(e.into()),
             }
             let now = Instant::now();
+            let mut queue = std::mem::take(&mut self.spare);
+            queue.clear();
+            self.deferred = Some(queue);
             for ev in events.iter() {
                 let token = ev.token();
                 if token == TIMER {
@@ -471,6 +481,12 @@ impl<'a> Worker<'a> {
                     continue;
                 }
                 self.on_event(token.0, ev, now);
+            }
+            if let Some(queue) = self.deferred.take() {
+                for &i in &queue {
+                    self.write_deferred(i);
+                }
+                self.spare = queue;
             }
             self.live.store(self.totals.requests, Ordering::Relaxed);
         };
@@ -529,6 +545,27 @@ impl<'a> Worker<'a> {
         self.outstanding += k as u64;
         if c.sock.is_none() && !self.open(i, now) {
             return;
+        }
+        match &mut self.deferred {
+            Some(queue) => queue.push(i),
+            None => self.flush(i, now),
+        }
+    }
+
+    /// Writes a batch queued while events were handled. Without `--rate` (and with
+    /// keep-alive) latency runs from the actual write, as in wrk, not from the moment the
+    /// request was queued.
+    fn write_deferred(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        if c.sock.is_none() || c.out_off != 0 || c.out_len == 0 {
+            return;
+        }
+        let now = Instant::now();
+        if self.interval.is_none() && !self.cfg.close {
+            for s in c.starts.iter_mut() {
+                *s = now;
+            }
+            c.sent_at = now;
         }
         self.flush(i, now);
     }
