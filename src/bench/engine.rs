@@ -5,7 +5,8 @@
 //! the end, and nothing shared between threads on the hot path but a progress counter.
 //!
 //! Where wrk re-arms write interest with two `epoll_ctl` calls per request, this loop writes
-//! the next request as soon as a response completes and only waits for writability when a
+//! the next requests right after handling the batch of events in which their responses
+//! completed (one server wake-up for many requests) and only waits for writability when a
 //! write would block, so a keep-alive request costs one `write`, one `read` and a share of an
 //! `epoll_wait`.
 //!
