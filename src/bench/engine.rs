@@ -254,6 +254,8 @@ pub fn run(cfg: &Config, mut on_progress: impl FnMut(Progress)) -> anyhow::Resul
 const TIMER: Token = Token(usize::MAX);
 /// Pause before reconnecting after a failed connect, so a dead server is not hammered.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+/// Longest non-blocking poll before an event loop sleeps (closed-loop runs only).
+const SPIN: Duration = Duration::from_micros(50);
 /// Shared read buffer size per thread.
 const READ_BUF: usize = 64 * 1024;
 
@@ -332,6 +334,8 @@ struct Worker<'a> {
     deferred: Option<Vec<usize>>,
     /// The deferred queue's buffer between batches (no allocation per batch).
     spare: Vec<usize>,
+    /// How long to poll without blocking before sleeping (see `wait`).
+    spin: Duration,
     live: &'a AtomicU64,
 }
 
@@ -408,6 +412,7 @@ impl<'a> Worker<'a> {
             stopped: false,
             deferred: None,
             spare: Vec::with_capacity(64),
+            spin: SPIN,
             live,
         })
     }
@@ -466,10 +471,11 @@ impl<'a> Worker<'a> {
                     None => wait = wait.min(due.saturating_duration_since(now)),
                 }
             }
-            match self.poll.poll(&mut events, Some(wait)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
+            if let Err(e) = self.wait(&mut events, wait, now) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
             }
             let now = Instant::now();
             let mut queue = std::mem::take(&mut self.spare);
@@ -502,6 +508,30 @@ impl<'a> Worker<'a> {
             None => self.last_done.saturating_duration_since(self.measure_from),
         };
         Ok(self.totals)
+    }
+
+    /// Waits for readiness. Without `--rate`, first polls without blocking for up to
+    /// [`SPIN`]: a client that falls asleep between responses makes the server pay a
+    /// wake-up (an inter-processor interrupt) for each response it sends and makes every
+    /// request wait for the client's own wake-up, so the server under test idles and slows
+    /// down. wrk avoids this by accident (its extra `epoll_ctl` round trips keep it busy);
+    /// here it is deliberate and bounded. With `--rate` the loop sleeps at once: it is idle
+    /// by design.
+    fn wait(&mut self, events: &mut Events, wait: Duration, now: Instant) -> io::Result<()> {
+        if self.interval.is_none() && !self.spin.is_zero() {
+            let until = now + self.spin.min(wait);
+            loop {
+                self.poll.poll(events, Some(Duration::ZERO))?;
+                if !events.is_empty() {
+                    return Ok(());
+                }
+                if Instant::now() >= until {
+                    break;
+                }
+            }
+        }
+        let left = (now + wait).saturating_duration_since(Instant::now());
+        self.poll.poll(events, Some(left))
     }
 
     /// Whether something that happened at `now` falls in the measured window.
