@@ -11,11 +11,13 @@
 # is saturated, req/s swings with the neighbours' load, while CPU per request does not.
 #
 # Then the --rate check: wrk2 is used when installed (same rate, latency side by side);
-# Debian has no wrk2, so otherwise plumb's --rate latency at 10% and 30% of the measured
-# maximum is printed beside its own unthrottled latency at low concurrency.
+# Debian has no wrk2, so otherwise plumb's --rate latency at 10% and 30% of its unthrottled
+# throughput (16 connections) is printed beside that unthrottled run's latency, and a run
+# with the server stopped for 0.5 s shows the coordinated-omission correction at work.
 #
 # Usage: scripts/bench-vs-wrk.sh [--rounds N] [--duration S] [--connections N]
 #                                [--plumb PATH] [--server-cpu N] [--client-cpu N] [--port P]
+#                                [--rate-only]   (skip the wrk rounds)
 # Needs: lighttpd, wrk, taskset, python3 (apt-get install -y lighttpd wrk).
 # Everything started is stopped by PID; every run is bounded by --duration.
 set -u -o pipefail
@@ -26,6 +28,7 @@ CONNS=64
 SCPU=0
 CCPU=1
 PORT=18190
+RATE_ONLY=""
 HERE=$(cd "$(dirname "$0")" && pwd)
 PLUMB=$HERE/../target/release/plumb
 
@@ -39,6 +42,7 @@ while [ $# -gt 0 ]; do
     --server-cpu) SCPU=$2; shift 2;;
     --client-cpu) CCPU=$2; shift 2;;
     --port) PORT=$2; shift 2;;
+    --rate-only) RATE_ONLY=1; shift;;
     -h|--help) awk 'NR>1 && /^#/{sub(/^# ?/,""); print; next} NR>1{exit}' "$0"; exit 0;;
     *) die "unknown argument: $1";;
   esac
@@ -137,6 +141,7 @@ print('%.0f' % r['requests_per_sec'], r['latency_us']['p50'], r['latency_us']['p
 EOF
 }
 
+if [ -z "$RATE_ONLY" ]; then
 echo "lighttpd on CPU $SCPU, clients on CPU $CCPU, $CONNS connections, 1 thread, ${DUR}s x $ROUNDS rounds"
 echo "$URL (1 KiB)"
 printf '%-6s %-6s %10s %9s %9s %11s %11s %8s %8s  %s\n' round client req/s p50_us p99_us cli_us/req srv_us/req cli_cpu% srv_cpu% errors
@@ -170,10 +175,9 @@ cr = [by['wrk'][r][3] / by['plumb'][r][3] for r in by['wrk'] if r in by['plumb']
 print('plumb/wrk req/s ratio: median %.3f (min %.3f, max %.3f over %d rounds)' % (st.median(ratios), min(ratios), max(ratios), len(ratios)))
 print('client efficiency ratio (wrk CPU/req over plumb CPU/req): median %.3f' % st.median(cr))
 EOF
+fi
 
 # ---------------------------------------------------------------- --rate check
-MAX=$(python3 -c "import statistics as st,sys; print(int(st.median(float(l.split()[2]) for l in open('$RES') if l.split()[1]=='plumb')))")
-[ "$MAX" -ge 100 ] || die "plumb measured no throughput: $(cat "$WORK/plumb.json")"
 echo
 echo "--rate check (1 thread, 16 connections, ${DUR}s each; latency from the scheduled send time)"
 RC=16
@@ -189,6 +193,9 @@ print('%-34s %12.0f %10.1f %10.1f %10.1f  %s' % (sys.argv[2], r['requests_per_se
 EOF
 }
 rate_line "plumb unthrottled (-c$RC)"
+# The rates are fractions of the unthrottled run just measured.
+MAX=$(python3 -c "import json; print(int(json.load(open('$WORK/rate.json'))['requests_per_sec']))")
+[ "$MAX" -ge 100 ] || die "plumb measured no throughput: $(cat "$WORK/rate.json")"
 for pct in 10 30; do
   R=$((MAX * pct / 100))
   rate_line "plumb --rate $R ($pct% of max)" --rate "$R"
