@@ -21,7 +21,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -59,6 +60,8 @@ pub struct Config {
     pub rate: Option<f64>,
     /// A request unanswered this long counts as a timeout and its connection is replaced.
     pub timeout: Duration,
+    /// Set from outside (a signal handler) to end the run early.
+    pub abort: Option<Arc<AtomicBool>>,
 }
 
 /// Ways a request can fail.
@@ -432,6 +435,14 @@ impl<'a> Worker<'a> {
         let mut next_check = now + tick;
         let stopped_at = loop {
             let now = Instant::now();
+            if self
+                .cfg
+                .abort
+                .as_ref()
+                .is_some_and(|a| a.load(Ordering::Relaxed))
+            {
+                break now;
+            }
             match self.measure_until {
                 Some(until) if now >= until => break now,
                 None if now >= self.measure_from

@@ -89,11 +89,17 @@ pub fn parse_time(name: &str, s: &str) -> Result<Duration, String> {
     } else {
         (t, 1.0)
     };
+    // At most 30 days: deadlines are computed as `Instant + Duration`.
     num.trim()
         .parse::<f64>()
         .ok()
         .and_then(|v| Duration::try_from_secs_f64(v * scale).ok())
-        .ok_or_else(|| format!("{name} must be a time such as 10, 10s, 500ms or 2m, not '{s}'"))
+        .filter(|d| d.as_secs() <= 30 * 24 * 3600)
+        .ok_or_else(|| {
+            format!(
+                "{name} must be a time such as 10, 10s, 500ms or 2m (at most 30 days), not '{s}'"
+            )
+        })
 }
 
 /// Checks the options and builds a run configuration, including the pre-flight check of the
@@ -143,10 +149,10 @@ pub fn configure(args: &Args) -> anyhow::Result<Config> {
         return Err(usage("--timeout must be more than 0"));
     }
     if let Some(r) = args.rate
-        && !(r.is_finite() && r > 0.0 && r <= 1e9)
+        && !(r.is_finite() && (0.01..=1e9).contains(&r))
     {
         return Err(usage(format!(
-            "--rate must be a positive number of requests/s, not {r}"
+            "--rate must be from 0.01 to 1e9 requests/s, not {r}"
         )));
     }
     let request: Arc<[u8]> = match &spec.protocol {
@@ -184,6 +190,7 @@ pub fn configure(args: &Args) -> anyhow::Result<Config> {
         close: args.close,
         rate: args.rate,
         timeout,
+        abort: None,
     })
 }
 
@@ -269,6 +276,7 @@ mod tests {
             ("-1", None),
             ("abc", None),
             ("5h", None),
+            ("1e12", None),
         ];
         for (s, want) in cases {
             assert_eq!(

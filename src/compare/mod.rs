@@ -17,6 +17,8 @@ use std::io::IsTerminal;
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::bench::{self, Stop};
@@ -275,6 +277,13 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
 pub fn run(args: &Args) -> anyhow::Result<i32> {
     let plan = plan(args)?;
     let _ = plumb_sys::raise_nofile_limit();
+    // Ctrl-C or SIGTERM ends the current bench early and stops every server we started
+    // (a plain kill would leave them running).
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&interrupted))
+            .map_err(|e| anyhow::anyhow!("cannot install a signal handler: {e}"))?;
+    }
     std::fs::create_dir_all(&args.out)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.out.display()))?;
     pin(&plan.client_cpus)?;
@@ -296,13 +305,19 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     let mut runs: Vec<Run> = Vec::new();
     for round in 0..plan.rounds {
         for model in rotated(&plan.models, round) {
+            if interrupted.load(Ordering::Relaxed) {
+                break;
+            }
             let server_args = server_args(
                 &plan,
                 model,
                 docroot.as_ref().map(|d| d.0.as_path()),
                 upstream.as_ref().map(|u| u.addr.as_str()),
             );
-            let run = bench_one(&plan, round + 1, model, &server_args)?;
+            let run = bench_one(&plan, round + 1, model, &server_args, &interrupted)?;
+            if interrupted.load(Ordering::Relaxed) {
+                break;
+            }
             if verbose {
                 eprintln!(
                     "plumb: round {}/{} {:<10} {:>9.0} req/s  p99 {}  errors {}",
@@ -318,6 +333,10 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         }
     }
     drop(upstream);
+    if interrupted.load(Ordering::Relaxed) {
+        eprintln!("plumb: compare interrupted; every server it started is stopped");
+        return Ok(130);
+    }
     let names: Vec<String> = plan.models.iter().map(|m| m.name().to_string()).collect();
     let summary = output::summarize(&names, &runs);
     let service = match plan.service {
@@ -424,6 +443,7 @@ fn bench_one(
     round: usize,
     model: Model,
     server_args: &[String],
+    interrupted: &Arc<AtomicBool>,
 ) -> anyhow::Result<Run> {
     pin(&plan.server_cpus)?;
     let started = ChildServer::start(&plan.exe, server_args);
@@ -453,6 +473,7 @@ fn bench_one(
     };
     let mut cfg = bench::configure(&args)
         .map_err(|e| anyhow::anyhow!("model {}: {e}{}", model.name(), srv.last_words()))?;
+    cfg.abort = Some(Arc::clone(interrupted));
     if !plan.warmup.is_zero() {
         cfg.stop = Stop::After(plan.warmup);
         bench::measure(&cfg)?;
