@@ -361,3 +361,41 @@ fn bad_options_exit_2_with_one_line() {
         assert!(err.starts_with("plumb: "), "{err}");
     }
 }
+
+#[test]
+fn benches_http_over_a_unix_socket() {
+    use std::os::unix::net::UnixListener;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    // A thread per connection; every request (ending at the blank line) gets a 200. The
+    // acceptor thread is left blocked in accept when the test ends; the socket file goes
+    // with the temp dir.
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            thread::spawn(move || {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if conn.write_all(ok).is_err() {
+                            return;
+                        }
+                    }
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    let target = format!("http+unix:{}:/x", path.display());
+    let v = bench_json(&[&target, "-n", "300", "-c", "3"]);
+    assert_eq!(v["requests"], 300, "{v}");
+    assert_eq!(v["status"]["200"], 300);
+    assert_no_errors(&v);
+}
