@@ -62,6 +62,10 @@ pub struct Config {
     pub timeout: Duration,
     /// Set from outside (a signal handler) to end the run early.
     pub abort: Option<Arc<AtomicBool>>,
+    /// Longest non-blocking poll before an event loop sleeps ([`SPIN`] for `plumb bench`;
+    /// zero when the client shares its cores with the server, as `plumb compare` does
+    /// unless the two are pinned apart).
+    pub spin: Duration,
 }
 
 /// Ways a request can fail.
@@ -259,7 +263,7 @@ const TIMER: Token = Token(usize::MAX);
 /// Pause before reconnecting after a failed connect, so a dead server is not hammered.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 /// Longest non-blocking poll before an event loop sleeps (closed-loop runs only).
-const SPIN: Duration = Duration::from_micros(50);
+pub const SPIN: Duration = Duration::from_micros(50);
 /// Shared read buffer size per thread.
 const READ_BUF: usize = 64 * 1024;
 
@@ -416,7 +420,7 @@ impl<'a> Worker<'a> {
             stopped: false,
             deferred: None,
             spare: Vec::with_capacity(64),
-            spin: SPIN,
+            spin: cfg.spin,
             live,
         })
     }

@@ -191,6 +191,7 @@ pub fn configure(args: &Args) -> anyhow::Result<Config> {
         rate: args.rate,
         timeout,
         abort: None,
+        spin: engine::SPIN,
     })
 }
 

@@ -474,6 +474,11 @@ fn bench_one(
     let mut cfg = bench::configure(&args)
         .map_err(|e| anyhow::anyhow!("model {}: {e}{}", model.name(), srv.last_words()))?;
     cfg.abort = Some(Arc::clone(interrupted));
+    // Spinning pays off only on a core of the client's own; unpinned, it would take CPU
+    // from servers that can use every core.
+    if plan.client_cpus.is_none() {
+        cfg.spin = Duration::ZERO;
+    }
     if !plan.warmup.is_zero() {
         cfg.stop = Stop::After(plan.warmup);
         bench::measure(&cfg)?;
