@@ -123,7 +123,7 @@ impl Report {
             self.connections,
             plural(self.connections),
             self.threads,
-            plural(self.threads as usize),
+            plural(self.threads),
         );
         let _ = writeln!(
             s,
