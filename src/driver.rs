@@ -25,7 +25,8 @@ use crate::shutdown;
 const WRITE_TICK: Duration = Duration::from_millis(250);
 /// Read size per `read(2)`.
 const READ_CHUNK: usize = 64 * 1024;
-/// How long a pool worker waits on a connection before parking it.
+/// How long a pool worker waits on a connection before parking it, when no other work is
+/// queued.
 const PARK_AFTER: Duration = Duration::from_millis(2);
 
 thread_local! {
@@ -60,9 +61,24 @@ struct Counts {
 /// Serves one accepted connection to its end and reports its record.
 pub fn serve_connection(client: Stream, peer: &str, ctx: &DriverContext<'_>) {
     let mut c = Connection::new(client, peer.to_string(), ctx);
-    c.drive(ctx, false);
+    c.drive(ctx, Mode::Block);
     c.finish(ctx);
 }
+
+/// How [`Connection::drive`] waits for input.
+#[derive(Clone, Copy)]
+pub enum Mode<'a> {
+    /// Block until the session is done (a thread or process per connection).
+    Block,
+    /// Stop with [`Progress::Idle`] instead of waiting long (the pool). The function says
+    /// whether other work is queued: then the connection waits for nothing and gives its
+    /// worker up after [`YIELD_AFTER`] turns, so busy keep-alive clients cannot monopolise
+    /// the workers while others queue.
+    Park(&'a dyn Fn() -> bool),
+}
+
+/// Turns (waits for the next input) a pool worker gives one connection while others queue.
+pub const YIELD_AFTER: u32 = 8;
 
 /// What [`Connection::drive`] stopped at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,14 +123,14 @@ impl Connection {
         }
     }
 
-    /// Runs the session until it is done, or (with `park`) until it would wait for input.
-    pub fn drive(&mut self, ctx: &DriverContext<'_>, park: bool) -> Progress {
+    /// Runs the session until it is done, or (in [`Mode::Park`]) until it would wait.
+    pub fn drive(&mut self, ctx: &DriverContext<'_>, mode: Mode<'_>) -> Progress {
         if self.failed {
             return Progress::Done;
         }
         match self
             .conn
-            .run(self.session.as_mut(), ctx, &mut self.drained, park)
+            .run(self.session.as_mut(), ctx, &mut self.drained, mode)
         {
             Ok(p) => p,
             Err(e) => {
@@ -198,8 +214,9 @@ impl Conn {
         s: &mut dyn Session,
         ctx: &DriverContext<'_>,
         drained: &mut bool,
-        park: bool,
+        mode: Mode<'_>,
     ) -> io::Result<Progress> {
+        let mut turns = 0u32;
         loop {
             while let Some(line) = s.take_log() {
                 ctx.reporter.send(Record::Access(line));
@@ -244,7 +261,18 @@ impl Conn {
                     if self.refeed(s) {
                         continue;
                     }
-                    match self.wait(s, ctx, drained, park)? {
+                    let patience = match mode {
+                        Mode::Block => None,
+                        Mode::Park(others_waiting) => {
+                            turns += 1;
+                            let busy = others_waiting();
+                            if busy && turns > YIELD_AFTER {
+                                return Ok(Progress::Idle);
+                            }
+                            Some(if busy { Duration::ZERO } else { PARK_AFTER })
+                        }
+                    };
+                    match self.wait(s, ctx, drained, patience)? {
                         Waited::Event => {}
                         Waited::HardStop => return Ok(Progress::Done),
                         Waited::Nothing => return Ok(Progress::Idle),
@@ -268,14 +296,14 @@ impl Conn {
         progress
     }
 
-    /// Waits for input, a deadline or a shutdown notice; with `park`, only checks (no
-    /// blocking) and reports `Nothing` when there is nothing to do yet.
+    /// Waits for input, a deadline or a shutdown notice; with a `patience`, waits at most
+    /// that long and reports `Nothing` when nothing happened.
     fn wait(
         &mut self,
         s: &mut dyn Session,
         ctx: &DriverContext<'_>,
         drained: &mut bool,
-        park: bool,
+        patience: Option<Duration>,
     ) -> io::Result<Waited> {
         let mut fds = Vec::with_capacity(4);
         let mut peers = Vec::with_capacity(2);
@@ -291,11 +319,11 @@ impl Conn {
             fds.push(PollFd::new(ctx.drain_fd, events::READ));
         }
         let deadline = s.deadline();
-        let timeout = if park {
+        let timeout = if let Some(patience) = patience {
             // A short wait first: a keep-alive client's next request usually follows within
             // microseconds, and catching it here saves a park and resume round trip.
-            let left = deadline.map_or(PARK_AFTER, |d| d.saturating_duration_since(Instant::now()));
-            Some(left.min(PARK_AFTER))
+            let left = deadline.map_or(patience, |d| d.saturating_duration_since(Instant::now()));
+            Some(left.min(patience))
         } else {
             deadline.map(|d| d.saturating_duration_since(Instant::now()))
         };
@@ -313,7 +341,11 @@ impl Conn {
                 s.timed_out(Instant::now());
                 return Ok(Waited::Event);
             }
-            return Ok(if park { Waited::Nothing } else { Waited::Event });
+            return Ok(if patience.is_some() {
+                Waited::Nothing
+            } else {
+                Waited::Event
+            });
         }
         SCRATCH.with_borrow_mut(|chunk| self.read_ready(s, &peers, &fds, chunk))?;
         Ok(Waited::Event)

@@ -578,3 +578,34 @@ fn thread_cap_makes_excess_clients_wait_in_the_backlog() {
     drop((held, third));
     server.stop();
 }
+
+/// A client that keeps its pool worker busy (streaming without pause, so input is always
+/// ready) yields it to a queued client: with one thread, the second client is served while
+/// the first keeps streaming.
+#[test]
+fn pool_busy_client_yields_its_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(Model::Pool, Transport::V4, &dir, &["--threads", "1"]).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut busy = connect(server.addr());
+    let mut busy_w = busy.try_clone().unwrap();
+    let writer = {
+        let stop = std::sync::Arc::clone(&stop);
+        thread::spawn(move || {
+            let chunk = [b'b'; 16 * 1024];
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                busy_w.write_all(&chunk).unwrap();
+            }
+            busy_w.shutdown_write().unwrap();
+        })
+    };
+    let reader = thread::spawn(move || read_to_end(&mut busy).len());
+    thread::sleep(Duration::from_millis(100)); // not synchronisation: just let it get going
+    let mut other = connect(server.addr());
+    send_and_shutdown(&mut other, b"my turn");
+    assert_eq!(read_to_end(&mut other), b"my turn");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    assert!(reader.join().unwrap() > 0);
+    server.stop();
+}

@@ -10,14 +10,14 @@
 //! `--max-connections` connections are open at once.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
 use super::waiting_room::WaitingRoom;
 use super::{Gate, Server, Wake, in_process, wait_for_work};
-use crate::driver::{Connection, Progress};
+use crate::driver::{Connection, Mode, Progress};
 use crate::net::Stream;
 use crate::report::Summary;
 use crate::shutdown;
@@ -41,15 +41,19 @@ pub fn run(server: &Server) -> io::Result<Summary> {
         let rx = Mutex::new(rx);
         let (room, parker) = WaitingRoom::new(&server.shutdown)?;
         let closing = AtomicBool::new(false);
+        // Jobs sent and not yet taken by a worker: while some wait, busy connections yield.
+        let queued = AtomicUsize::new(0);
         let drain = server.shutdown.drain_fd();
         thread::scope(|scope| -> io::Result<()> {
             // The waiting room sends ready connections back as jobs.
             let (resume_tx, resume_rx) = mpsc::channel::<Connection>();
             let forward = tx.clone();
+            let queued_ref = &queued;
             thread::Builder::new()
                 .name("plumb-pool-resume".into())
                 .spawn_scoped(scope, move || {
                     for c in resume_rx {
+                        queued_ref.fetch_add(1, Ordering::SeqCst);
                         if forward.send(Job::Resume(c)).is_err() {
                             return;
                         }
@@ -60,7 +64,8 @@ pub fn run(server: &Server) -> io::Result<Summary> {
                 .name("plumb-pool-wait".into())
                 .spawn_scoped(scope, move || room.run(resume_tx, closing_ref))?;
             for i in 0..threads {
-                let (rx, intake, open, parker) = (&rx, &intake, &open, parker.clone());
+                let (rx, intake, open, parker, queued) =
+                    (&rx, &intake, &open, parker.clone(), &queued);
                 thread::Builder::new()
                     .name(format!("plumb-pool-{i}"))
                     .stack_size(super::thread::STACK)
@@ -68,6 +73,9 @@ pub fn run(server: &Server) -> io::Result<Summary> {
                         let ctx = server.context(reporter, plumb_sys::gettid() as u32);
                         loop {
                             let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                            if job.is_ok() {
+                                queued.fetch_sub(1, Ordering::SeqCst);
+                            }
                             let mut conn = match job {
                                 Ok(Job::New(stream, peer)) => {
                                     intake.release();
@@ -76,7 +84,8 @@ pub fn run(server: &Server) -> io::Result<Summary> {
                                 Ok(Job::Resume(c)) => c,
                                 Err(_) => return,
                             };
-                            match conn.drive(&ctx, true) {
+                            let others_waiting = || queued.load(Ordering::Relaxed) > 0;
+                            match conn.drive(&ctx, Mode::Park(&others_waiting)) {
                                 Progress::Idle => parker.park(conn),
                                 Progress::Done => {
                                     conn.finish(&ctx);
@@ -102,6 +111,7 @@ pub fn run(server: &Server) -> io::Result<Summary> {
                 }
                 match wait_for_work(&server.listeners, drain, &[], None) {
                     Wake::Conn(s, p) => {
+                        queued.fetch_add(1, Ordering::SeqCst);
                         if tx.send(Job::New(s, p)).is_err() {
                             break;
                         }
