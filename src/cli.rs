@@ -16,6 +16,7 @@ use crate::shutdown::Shutdown;
 #[derive(Debug, Parser)]
 #[command(
     name = "plumb",
+    args_override_self = true,
     version,
     about = "Pipes, sockets and servers: echo, relay, connect and a static HTTP server under every concurrency model, plus the instruments to measure them.",
     after_help = "Examples:\n  plumb echo --listen 127.0.0.1:7007 --model fork\n  plumb connect 127.0.0.1:7007 < file\n  plumb relay --listen :8081 --to unix:/run/app.sock\n\nRun 'plumb COMMAND --help' for the options of a command."

@@ -51,27 +51,101 @@ struct Counts {
 
 /// Serves one accepted connection to its end and reports its record.
 pub fn serve_connection(client: Stream, peer: &str, ctx: &DriverContext<'_>) {
-    let start = Instant::now();
-    let mut session = ctx.service.session(peer);
-    let mut conn = Conn {
-        client,
-        upstream: None,
-        pending: [Vec::new(), Vec::new()],
-        counts: Counts::default(),
-    };
-    if let Err(e) = conn.run(session.as_mut(), ctx) {
-        log::debug!("connection from {peer}: {e}");
+    let mut c = Connection::new(client, peer.to_string(), ctx);
+    c.drive(ctx, false);
+    c.finish(ctx);
+}
+
+/// What [`Connection::drive`] stopped at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The session is over; call [`Connection::finish`].
+    Done,
+    /// Waiting for input or a deadline, and parking was allowed: nothing will happen until
+    /// one of [`Connection::interest`] fires.
+    Idle,
+}
+
+/// One connection and its session, which can be driven to its end in one go (the blocking
+/// models) or suspended while it waits for input and resumed later, possibly on another
+/// thread (the pool's waiting room).
+pub struct Connection {
+    conn: Conn,
+    session: Box<dyn Session + Send>,
+    peer: String,
+    start: Instant,
+    drained: bool,
+    failed: bool,
+}
+
+impl Connection {
+    pub fn new(client: Stream, peer: String, ctx: &DriverContext<'_>) -> Connection {
+        let session = ctx.service.session(&peer);
+        // A blocking socket whose writes wake up every tick to check the hard stop.
+        let failed = client.set_write_timeout(Some(WRITE_TICK)).is_err();
+        let _ = client.set_nodelay();
+        Connection {
+            conn: Conn {
+                client,
+                upstream: None,
+                pending: [Vec::new(), Vec::new()],
+                counts: Counts::default(),
+            },
+            session,
+            peer,
+            start: Instant::now(),
+            drained: false,
+            failed,
+        }
     }
-    while let Some(line) = session.take_log() {
-        ctx.reporter.send(Record::Access(line));
+
+    /// Runs the session until it is done, or (with `park`) until it would wait for input.
+    pub fn drive(&mut self, ctx: &DriverContext<'_>, park: bool) -> Progress {
+        if self.failed {
+            return Progress::Done;
+        }
+        match self
+            .conn
+            .run(self.session.as_mut(), ctx, &mut self.drained, park)
+        {
+            Ok(p) => p,
+            Err(e) => {
+                log::debug!("connection from {}: {e}", self.peer);
+                self.failed = true;
+                Progress::Done
+            }
+        }
     }
-    ctx.reporter.send(Record::Connection {
-        peer: peer.to_string(),
-        bytes_in: conn.counts.bytes_in,
-        bytes_out: conn.counts.bytes_out,
-        duration_us: start.elapsed().as_micros() as u64,
-        by: ctx.by,
-    });
+
+    /// The descriptors to watch for readability and the session's deadline, while parked.
+    pub fn interest(&self) -> (Vec<i32>, Option<Instant>) {
+        let mut fds = Vec::with_capacity(2);
+        for p in [Peer::Client, Peer::Upstream] {
+            if let Some(fd) = self.conn.read_fd(self.session.as_ref(), p) {
+                fds.push(fd);
+            }
+        }
+        (fds, self.session.deadline())
+    }
+
+    /// Whether the session has been told about the drain.
+    pub fn drained(&self) -> bool {
+        self.drained
+    }
+
+    /// Reports the connection record (and any last log lines); closes the sockets.
+    pub fn finish(mut self, ctx: &DriverContext<'_>) {
+        while let Some(line) = self.session.take_log() {
+            ctx.reporter.send(Record::Access(line));
+        }
+        ctx.reporter.send(Record::Connection {
+            peer: self.peer,
+            bytes_in: self.conn.counts.bytes_in,
+            bytes_out: self.conn.counts.bytes_out,
+            duration_us: self.start.elapsed().as_micros() as u64,
+            by: ctx.by,
+        });
+    }
 }
 
 struct Conn {
@@ -100,10 +174,24 @@ impl Conn {
         }
     }
 
-    fn run(&mut self, s: &mut dyn Session, ctx: &DriverContext<'_>) -> io::Result<()> {
-        self.client.set_write_timeout(Some(WRITE_TICK))?;
-        let _ = self.client.set_nodelay();
-        let mut drained = false;
+    /// The descriptor of `p` if the session wants to read from it now.
+    fn read_fd(&self, s: &dyn Session, p: Peer) -> Option<i32> {
+        if !s.wants_read(p) || self.pending[idx(p)].len() >= MAX_PENDING_INPUT {
+            return None;
+        }
+        match p {
+            Peer::Client => Some(self.client.as_raw_fd()),
+            Peer::Upstream => self.upstream.as_ref().map(|u| u.as_raw_fd()),
+        }
+    }
+
+    fn run(
+        &mut self,
+        s: &mut dyn Session,
+        ctx: &DriverContext<'_>,
+        drained: &mut bool,
+        park: bool,
+    ) -> io::Result<Progress> {
         loop {
             while let Some(line) = s.take_log() {
                 ctx.reporter.send(Record::Access(line));
@@ -143,13 +231,15 @@ impl Conn {
                     // The peer may already be gone; the session learns that from its reads.
                     let _ = self.sock(p)?.shutdown_write();
                 }
-                Action::Close => return Ok(()),
+                Action::Close => return Ok(Progress::Done),
                 Action::Wait => {
                     if self.refeed(s) {
                         continue;
                     }
-                    if self.wait(s, ctx, &mut drained)? {
-                        return Ok(());
+                    match self.wait(s, ctx, drained, park)? {
+                        Waited::Event => {}
+                        Waited::HardStop => return Ok(Progress::Done),
+                        Waited::Nothing => return Ok(Progress::Idle),
                     }
                 }
             }
@@ -170,24 +260,19 @@ impl Conn {
         progress
     }
 
-    /// Waits for input, a deadline or a shutdown notice. Returns true on hard stop.
+    /// Waits for input, a deadline or a shutdown notice; with `park`, only checks (no
+    /// blocking) and reports `Nothing` when there is nothing to do yet.
     fn wait(
         &mut self,
         s: &mut dyn Session,
         ctx: &DriverContext<'_>,
         drained: &mut bool,
-    ) -> io::Result<bool> {
+        park: bool,
+    ) -> io::Result<Waited> {
         let mut fds = Vec::with_capacity(4);
         let mut peers = Vec::with_capacity(2);
         for p in [Peer::Client, Peer::Upstream] {
-            if s.wants_read(p) && self.pending[idx(p)].len() < MAX_PENDING_INPUT {
-                let fd = match p {
-                    Peer::Client => self.client.as_raw_fd(),
-                    Peer::Upstream => match &self.upstream {
-                        Some(u) => u.as_raw_fd(),
-                        None => continue,
-                    },
-                };
+            if let Some(fd) = self.read_fd(s, p) {
                 fds.push(PollFd::new(fd, events::READ));
                 peers.push(p);
             }
@@ -198,21 +283,26 @@ impl Conn {
             fds.push(PollFd::new(ctx.drain_fd, events::READ));
         }
         let deadline = s.deadline();
-        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let timeout = if park {
+            Some(Duration::ZERO)
+        } else {
+            deadline.map(|d| d.saturating_duration_since(Instant::now()))
+        };
         let ready = plumb_sys::poll(&mut fds, timeout)?;
         if fds[first_ctl].ready() {
-            return Ok(true);
+            return Ok(Waited::HardStop);
         }
         if !*drained && fds[first_ctl + 1].ready() {
             *drained = true;
             s.drain();
-            return Ok(false);
+            return Ok(Waited::Event);
         }
         if ready == 0 {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 s.timed_out(Instant::now());
+                return Ok(Waited::Event);
             }
-            return Ok(false);
+            return Ok(if park { Waited::Nothing } else { Waited::Event });
         }
         let mut chunk = [0u8; READ_CHUNK];
         for (i, &p) in peers.iter().enumerate() {
@@ -247,8 +337,18 @@ impl Conn {
                 held.drain(..used);
             }
         }
-        Ok(false)
+        Ok(Waited::Event)
     }
+}
+
+/// What one wait produced.
+enum Waited {
+    /// Something happened (input, EOF, deadline, drain): ask the session again.
+    Event,
+    /// The hard stop fired: close now.
+    HardStop,
+    /// Parking allowed and nothing to do yet.
+    Nothing,
 }
 
 /// One blocking write of a prefix of `buf`, retried while the socket buffer is full until the

@@ -92,14 +92,14 @@ impl Addr {
             }
             Some((host, port)) => {
                 let host = if host.is_empty() { "0.0.0.0" } else { host };
-                check_host(host).map_err(|w| bad(w))?;
+                check_host(host).map_err(&bad)?;
                 Ok(Addr::Tcp {
                     host: host.to_string(),
                     port: parse_port(port)?,
                 })
             }
             None => {
-                check_host(s).map_err(|w| bad(w))?;
+                check_host(s).map_err(bad)?;
                 Ok(Addr::Tcp {
                     host: s.to_string(),
                     port: need_port()?,

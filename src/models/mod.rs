@@ -25,6 +25,7 @@ pub mod pool;
 pub mod prefork;
 mod process;
 pub mod thread;
+mod waiting_room;
 
 /// The models, in the order the lecture introduces them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
@@ -238,6 +239,15 @@ impl Gate {
         } else {
             false
         }
+    }
+
+    /// Waits until no place is held.
+    pub(crate) fn wait_empty(&self) {
+        let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let _unused = self
+            .freed
+            .wait_while(used, |u| *u > 0)
+            .unwrap_or_else(|p| p.into_inner());
     }
 
     pub(crate) fn release(&self) {

@@ -1,32 +1,66 @@
-//! Thread pool: `--threads` workers started once take accepted connections from a queue of at
-//! most `--queue` entries. No per-connection thread cost and a hard bound on threads; but a
-//! worker is tied up for the whole life of its connection, so as many slow or idle clients as
-//! there are threads starve everyone else (the event model's reason to exist). When the queue
-//! is full the acceptor stops accepting, so excess clients wait in the kernel backlog rather
-//! than being dropped.
+//! Thread pool: `--threads` workers started once serve accepted connections taken from a
+//! queue of at most `--queue` new connections. No per-connection thread cost and a hard bound
+//! on threads. When the queue is full the acceptor stops accepting, so excess clients wait in
+//! the kernel backlog rather than being dropped.
+//!
+//! The textbook pool ties a worker to a connection for its whole life, so as many idle or slow
+//! clients as there are threads starve everyone else. Here a worker runs a connection only
+//! while it has work: when the session waits for input the connection is parked in the
+//! [`waiting_room`](super::waiting_room) and the worker takes the next job. At most
+//! `--max-connections` connections are open at once.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
+use super::waiting_room::WaitingRoom;
 use super::{Gate, Server, Wake, in_process, wait_for_work};
-use crate::driver::serve_connection;
+use crate::driver::{Connection, Progress};
 use crate::net::Stream;
 use crate::report::Summary;
 use crate::shutdown;
 
+/// Work for a pool thread.
+enum Job {
+    /// A freshly accepted connection (holds a place in the new-connection queue).
+    New(Stream, String),
+    /// A parked connection that has work again.
+    Resume(Connection),
+}
+
 pub fn run(server: &Server) -> io::Result<Summary> {
     in_process(server, |reporter| {
         let threads = server.options.threads.max(1);
-        // Connections being served plus those waiting in the queue.
-        let gate = Gate::new(threads + server.options.queue);
-        let (tx, rx) = mpsc::channel::<(Stream, String)>();
+        // New connections being started plus those waiting in the queue.
+        let intake = Gate::new(threads + server.options.queue);
+        // Every open connection, parked or not.
+        let open = Gate::new(server.options.max_connections);
+        let (tx, rx) = mpsc::channel::<Job>();
         let rx = Mutex::new(rx);
+        let (room, parker) = WaitingRoom::new(&server.shutdown)?;
+        let closing = AtomicBool::new(false);
         let drain = server.shutdown.drain_fd();
         thread::scope(|scope| -> io::Result<()> {
+            // The waiting room sends ready connections back as jobs.
+            let (resume_tx, resume_rx) = mpsc::channel::<Connection>();
+            let forward = tx.clone();
+            thread::Builder::new()
+                .name("plumb-pool-resume".into())
+                .spawn_scoped(scope, move || {
+                    for c in resume_rx {
+                        if forward.send(Job::Resume(c)).is_err() {
+                            return;
+                        }
+                    }
+                })?;
+            let closing_ref = &closing;
+            thread::Builder::new()
+                .name("plumb-pool-wait".into())
+                .spawn_scoped(scope, move || room.run(resume_tx, closing_ref))?;
             for i in 0..threads {
-                let (rx, gate) = (&rx, &gate);
+                let (rx, intake, open, parker) = (&rx, &intake, &open, parker.clone());
                 thread::Builder::new()
                     .name(format!("plumb-pool-{i}"))
                     .stack_size(super::thread::STACK)
@@ -34,14 +68,33 @@ pub fn run(server: &Server) -> io::Result<Summary> {
                         let ctx = server.context(reporter, plumb_sys::gettid() as u32);
                         loop {
                             let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                            let Ok((stream, peer)) = job else { return };
-                            serve_connection(stream, &peer, &ctx);
-                            gate.release();
+                            let mut conn = match job {
+                                Ok(Job::New(stream, peer)) => {
+                                    intake.release();
+                                    Connection::new(stream, peer, &ctx)
+                                }
+                                Ok(Job::Resume(c)) => c,
+                                Err(_) => return,
+                            };
+                            match conn.drive(&ctx, true) {
+                                Progress::Idle => parker.park(conn),
+                                Progress::Done => {
+                                    conn.finish(&ctx);
+                                    open.release();
+                                }
+                            }
                         }
                     })?;
             }
             loop {
-                if !gate.acquire(Duration::from_millis(100)) {
+                if !open.acquire(Duration::from_millis(100)) {
+                    if shutdown::fired(drain) {
+                        break;
+                    }
+                    continue;
+                }
+                if !intake.acquire(Duration::from_millis(100)) {
+                    open.release();
                     if shutdown::fired(drain) {
                         break;
                     }
@@ -49,18 +102,25 @@ pub fn run(server: &Server) -> io::Result<Summary> {
                 }
                 match wait_for_work(&server.listeners, drain, &[], None) {
                     Wake::Conn(s, p) => {
-                        if tx.send((s, p)).is_err() {
+                        if tx.send(Job::New(s, p)).is_err() {
                             break;
                         }
                     }
                     Wake::Stop => {
-                        gate.release();
+                        intake.release();
+                        open.release();
                         break;
                     }
-                    Wake::Extra | Wake::Idle => gate.release(),
+                    Wake::Extra | Wake::Idle => {
+                        intake.release();
+                        open.release();
+                    }
                 }
             }
-            // Queued connections are still served; the workers end once the queue is empty.
+            // Open connections finish (or are stopped at the end of the grace period).
+            open.wait_empty();
+            closing.store(true, Ordering::SeqCst);
+            parker.close();
             drop(tx);
             Ok(())
         })

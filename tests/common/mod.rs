@@ -63,7 +63,11 @@ impl Server {
     /// Starts `plumb ARGS` and waits until it has printed one `listening on` line per
     /// `--listen`/`-l` argument (at least one).
     pub fn start(args: &[&str]) -> Server {
-        let want = args.iter().filter(|a| **a == "--listen" || **a == "-l").count().max(1);
+        let want = args
+            .iter()
+            .filter(|a| **a == "--listen" || **a == "-l")
+            .count()
+            .max(1);
         Self::start_with(args, want)
     }
 
@@ -112,11 +116,18 @@ impl Server {
                 Err(_) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    panic!("plumb {args:?} did not start listening; stderr:\n{}", stderr.lock().unwrap());
+                    panic!(
+                        "plumb {args:?} did not start listening; stderr:\n{}",
+                        stderr.lock().unwrap()
+                    );
                 }
             }
         }
-        Server { child: Some(child), addrs, stderr }
+        Server {
+            child: Some(child),
+            addrs,
+            stderr,
+        }
     }
 
     pub fn addr(&self) -> &str {
@@ -140,7 +151,9 @@ impl Server {
     /// SIGTERM, then waits (with a deadline) for the exit. Returns the status and stderr.
     pub fn stop(mut self) -> (ExitStatus, String) {
         self.signal(plumb_sys::signal::SIGTERM);
-        let status = self.wait_exit(DEADLINE).expect("plumb did not exit after SIGTERM");
+        let status = self
+            .wait_exit(DEADLINE)
+            .expect("plumb did not exit after SIGTERM");
         // Let the reader threads catch the last lines.
         thread::sleep(Duration::from_millis(50));
         (status, self.stderr())
@@ -224,7 +237,9 @@ pub fn wait_until(d: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// Direct children of `pid` (all threads), from /proc.
 pub fn children_of(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
     for t in tasks.flatten() {
         if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
             out.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
@@ -300,5 +315,9 @@ pub fn run_plumb(args: &[&str], stdin: &[u8]) -> (i32, Vec<u8>, String) {
         thread::sleep(Duration::from_millis(5));
     };
     let _ = writer.join();
-    (status.code().unwrap_or(-1), reader.join().unwrap(), err_reader.join().unwrap())
+    (
+        status.code().unwrap_or(-1),
+        reader.join().unwrap(),
+        err_reader.join().unwrap(),
+    )
 }

@@ -46,7 +46,6 @@ pub struct Relay {
     upstream_shut: bool,
     client_shut: bool,
     linger_until: Option<Instant>,
-    log: Option<String>,
 }
 
 impl Relay {
@@ -61,7 +60,6 @@ impl Relay {
             upstream_shut: false,
             client_shut: false,
             linger_until: None,
-            log: None,
         }
     }
 
@@ -164,7 +162,6 @@ impl Session for Relay {
         } else {
             self.upstream = Upstream::Failed;
             self.to_upstream = OutBuf::default();
-            self.log = Some("upstream cannot be reached".into());
             if self.on_failure == OnConnectFailure::BadGateway {
                 self.to_client.extend(BAD_GATEWAY);
             }
@@ -179,10 +176,6 @@ impl Session for Relay {
         if self.linger_until.is_some_and(|t| now >= t) {
             self.client_eof = true;
         }
-    }
-
-    fn take_log(&mut self) -> Option<String> {
-        self.log.take()
     }
 }
 
@@ -263,7 +256,6 @@ mod tests {
         let _ = s.next_action();
         s.connected(false);
         assert!(matches!(s.next_action(), Action::Close));
-        assert!(s.take_log().is_some());
 
         let mut s = Relay::new(OnConnectFailure::BadGateway);
         let _ = s.next_action();

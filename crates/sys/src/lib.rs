@@ -358,7 +358,7 @@ pub fn nofile_limit() -> io::Result<(u64, u64)> {
     };
     // SAFETY: `lim` is a valid out-pointer.
     syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut lim))?;
-    Ok((lim.rlim_cur as u64, lim.rlim_max as u64))
+    Ok((lim.rlim_cur, lim.rlim_max))
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the new soft limit.
