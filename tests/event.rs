@@ -1,0 +1,209 @@
+//! End-to-end tests of what only the event model promises: thousands of idle connections held
+//! by one process while others are served, accepts paused (not spinning) when descriptors run
+//! out, and a peer that stops reading cut off by the write timeout without stalling the loop.
+//! The shared suites (tests/echo.rs, tests/relay.rs, ...) cover the protocols under `event`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Idle connections the main test holds open.
+const IDLE: usize = 2000;
+
+fn open_sockets(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// One echo round trip on a fresh connection.
+fn round_trip(addr: &str, msg: &[u8]) {
+    let mut c = connect(addr);
+    send_and_shutdown(&mut c, msg);
+    assert_eq!(read_to_end(&mut c), msg);
+}
+
+#[test]
+fn holds_2000_idle_connections_while_serving_others() {
+    let (soft, _) = plumb_sys::nofile_limit().unwrap();
+    let limit = plumb_sys::raise_nofile_limit().unwrap_or(soft);
+    assert!(
+        limit as usize > IDLE + 200,
+        "this test needs {} descriptors; the hard limit is {limit}",
+        IDLE + 200
+    );
+    let server = Server::start(&[
+        "echo",
+        "--model",
+        "event",
+        "--workers",
+        "2",
+        "--listen",
+        "127.0.0.1:0",
+        "-q",
+    ]);
+    let addr = server.addr().to_string();
+
+    // Normal traffic keeps flowing on fresh connections the whole time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (addr, stop) = (addr.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut served = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                round_trip(&addr, format!("request {served}").as_bytes());
+                served += 1;
+            }
+            served
+        })
+    };
+
+    let mut idle: Vec<TcpStream> = Vec::with_capacity(IDLE);
+    for i in 0..IDLE {
+        let s = TcpStream::connect(&addr).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        idle.push(s);
+    }
+    // Accepted, not just queued in the backlog: the server holds a socket for each.
+    assert!(
+        wait_until(DEADLINE, || open_sockets(server.pid()) >= IDLE),
+        "server holds {} sockets",
+        open_sockets(server.pid())
+    );
+    // Idle for a while, with requests served meanwhile.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(500) {
+        round_trip(&addr, b"meanwhile");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let served = traffic.join().unwrap();
+    assert!(
+        served > 0,
+        "no request served while the idle connections were held"
+    );
+
+    // Every idle connection is still open and answers.
+    for (i, s) in idle.iter_mut().enumerate() {
+        s.write_all(format!("{i:05}").as_bytes()).unwrap();
+    }
+    for (i, s) in idle.iter_mut().enumerate() {
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf)
+            .unwrap_or_else(|e| panic!("idle connection {i}: {e}"));
+        assert_eq!(&buf, format!("{i:05}").as_bytes());
+    }
+    drop(idle);
+    let (st, err) = server.stop();
+    assert!(st.success(), "{err}");
+}
+
+#[test]
+fn out_of_descriptors_pauses_accepts_and_recovers() {
+    // A descriptor limit so low that a handful of clients exhaust it (the server raises its
+    // soft limit to the hard one, so both are lowered).
+    let cmd =
+        format!("ulimit -n 32 && exec {PLUMB} echo --listen 127.0.0.1:0 --model event --workers 1");
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &cmd])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("plumb: listening on ")
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    let mut held: Vec<Stream> = (0..60).map(|_| connect(&addr)).collect();
+    for c in held.iter_mut().take(5) {
+        c.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+    }
+    // Out of descriptors with clients still queued: the loop must sleep, not spin.
+    let cpu = || -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let tail = stat.rsplit_once(')').unwrap().1;
+        let f: Vec<&str> = tail.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let before = cpu();
+    thread::sleep(Duration::from_secs(1));
+    let used = cpu() - before;
+    assert!(used < 50, "{used} ticks in 1 s while out of descriptors");
+    // Descriptors free up: the waiting clients are accepted and served.
+    held.truncate(5);
+    let mut c = connect(&addr);
+    send_and_shutdown(&mut c, b"recovered");
+    assert_eq!(read_to_end(&mut c), b"recovered");
+    for c in held.iter_mut() {
+        c.write_all(b"y").unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"y");
+    }
+    drop(held);
+    plumb_sys::kill(pid, plumb_sys::signal::SIGTERM).unwrap();
+    let mut rest = String::new();
+    let _ = err.read_to_string(&mut rest);
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{rest}");
+    assert!(rest.contains("out of file descriptors"), "{rest}");
+}
+
+#[test]
+fn a_peer_that_stops_reading_is_cut_off_and_others_are_served() {
+    let server = Server::start(&[
+        "echo",
+        "--model",
+        "event",
+        "--workers",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+        "--write-timeout",
+        "0.5",
+        "-q",
+    ]);
+    let addr = server.addr().to_string();
+    // Writes without ever reading: the echo fills our receive buffer, then the server's send
+    // buffer, then its window; its write stalls and the timeout closes the connection.
+    let hog = TcpStream::connect(&addr).unwrap();
+    hog.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let deadline = Instant::now() + DEADLINE;
+    let mut hog_w = &hog;
+    let cut_off = loop {
+        // Meanwhile the single loop keeps serving everyone else.
+        round_trip(&addr, b"still here");
+        match hog_w.write(&chunk) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break true, // reset by the server
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+    };
+    assert!(cut_off, "the stalled connection was never closed");
+    let (st, err) = server.stop();
+    assert!(st.success(), "{err}");
+}
