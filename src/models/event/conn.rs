@@ -9,7 +9,6 @@
 //! does not want to read from right now keeps its flag and is read as soon as it does.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -104,7 +103,8 @@ pub(super) struct Conn {
     client: Side,
     upstream: Option<Side>,
     connecting: Option<Box<Connecting>>,
-    peer: Option<SocketAddr>,
+    /// The client's address as the records show it ("unix" for a UNIX socket).
+    peer: String,
     started: Instant,
     bytes_in: u64,
     bytes_out: u64,
@@ -149,7 +149,7 @@ impl Conn {
         id: u64,
         session: Box<dyn Session + Send>,
         client: Stream,
-        peer: Option<SocketAddr>,
+        peer: String,
         now: Instant,
     ) -> Conn {
         Conn {
@@ -174,10 +174,6 @@ impl Conn {
             token(slot, Peer::Client),
             Interest::READABLE | Interest::WRITABLE,
         )
-    }
-
-    fn peer_label(&self) -> String {
-        self.peer.map_or_else(|| "unix".into(), |a| a.to_string())
     }
 
     /// The earliest moment something is due: the session's deadline, a connect attempt's
@@ -228,7 +224,7 @@ impl Conn {
         {
             log::debug!(
                 "connection from {}: write timeout: peer is not reading",
-                self.peer_label()
+                self.peer
             );
             return Flow::Close;
         }
@@ -252,7 +248,7 @@ impl Conn {
         match self.try_pump(io, slot) {
             Ok(flow) => flow,
             Err(e) => {
-                log::debug!("connection from {}: {e}", self.peer_label());
+                log::debug!("connection from {}: {e}", self.peer);
                 Flow::Close
             }
         }
@@ -511,7 +507,7 @@ impl Conn {
             records.push(Record::Access(line));
         }
         records.push(Record::Connection {
-            peer: self.peer_label(),
+            peer: std::mem::take(&mut self.peer),
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
             duration_us: now.saturating_duration_since(self.started).as_micros() as u64,

@@ -21,14 +21,16 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::{Server, in_process, is_out_of_descriptors};
 use crate::net::{Listener, Stream};
-use crate::report::{Record, Reporter, Summary};
+use crate::report::{Record, Summary};
 
 mod conn;
+mod records;
 mod slab;
 mod timers;
 mod upstream;
 
 use conn::{Conn, Flow, Io, Readiness};
+use records::Batcher;
 use slab::Slab;
 use timers::{Deadlines, Due};
 
@@ -58,15 +60,22 @@ pub fn run(server: &Server) -> io::Result<Summary> {
         sets.push(loop_listeners(&server.listeners, i)?);
     }
     in_process(server, |reporter| {
+        let batcher = Batcher::default();
         let mut event_loops = Vec::with_capacity(loops);
         for listeners in sets {
-            event_loops.push(EventLoop::new(server, listeners, reporter.clone())?);
+            event_loops.push(EventLoop::new(server, listeners, batcher.clone())?);
         }
         let mut event_loops = event_loops.into_iter();
         let Some(first) = event_loops.next() else {
             return Ok(());
         };
         thread::scope(|scope| {
+            let forwarder = batcher.clone();
+            thread::Builder::new()
+                .name("plumb-records".into())
+                .spawn_scoped(scope, move || forwarder.forward(reporter))?;
+            // However the loops end, the forwarder must too, or the scope never returns.
+            let _close = CloseOnDrop(&batcher);
             let mut handles = Vec::new();
             for (i, lp) in event_loops.enumerate() {
                 let spawned = thread::Builder::new()
@@ -140,11 +149,9 @@ impl LoopListener {
     fn accept(&self) -> io::Result<(Stream, Option<SocketAddr>)> {
         match self {
             LoopListener::Tcp(l) => {
+                // TCP_NODELAY comes from the listener (see `register`).
                 let (s, peer) = l.accept()?;
-                let s = std::net::TcpStream::from(s);
-                // Responses are written whole: Nagle would only delay them.
-                let _ = s.set_nodelay(true);
-                Ok((Stream::Tcp(s), Some(peer)))
+                Ok((Stream::Tcp(std::net::TcpStream::from(s)), Some(peer)))
             }
             LoopListener::Unix(l) => {
                 let (s, _) = l.accept()?;
@@ -155,7 +162,13 @@ impl LoopListener {
 
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         match self {
-            LoopListener::Tcp(l) => registry.register(l, token, Interest::READABLE),
+            LoopListener::Tcp(l) => {
+                // Responses are written whole, so Nagle would only delay them. Accepted
+                // sockets inherit the option on Linux: one setsockopt per loop, not one per
+                // connection.
+                socket2::SockRef::from(&*l).set_nodelay(true)?;
+                registry.register(l, token, Interest::READABLE)
+            }
             LoopListener::Unix(l) => registry.register(l, token, Interest::READABLE),
         }
     }
@@ -177,7 +190,7 @@ struct EventLoop<'s> {
     scratch: Box<[u8]>,
     /// Records of this turn, sent together before the loop sleeps.
     records: Vec<Record>,
-    reporter: Reporter,
+    batcher: Batcher,
     next_id: u64,
     draining: bool,
     by: u32,
@@ -187,7 +200,7 @@ impl<'s> EventLoop<'s> {
     fn new(
         server: &'s Server,
         mut listeners: Vec<LoopListener>,
-        reporter: Reporter,
+        batcher: Batcher,
     ) -> io::Result<EventLoop<'s>> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
@@ -212,7 +225,7 @@ impl<'s> EventLoop<'s> {
             again: Vec::new(),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             records: Vec::new(),
-            reporter,
+            batcher,
             next_id: 0,
             draining: false,
             by: 0,
@@ -280,9 +293,7 @@ impl<'s> EventLoop<'s> {
     }
 
     fn flush_records(&mut self) {
-        for r in self.records.drain(..) {
-            self.reporter.send(r);
-        }
+        self.batcher.push(&mut self.records);
     }
 
     /// Splits the loop into the connection table and what a connection borrows.
@@ -404,8 +415,8 @@ impl<'s> EventLoop<'s> {
     }
 
     fn open(&mut self, stream: Stream, peer: Option<SocketAddr>, now: Instant) {
-        let label = peer.map_or_else(|| "unix".into(), |a| a.to_string());
-        let session = self.server.service.session(&label);
+        let peer = peer.map_or_else(|| "unix".into(), |a| a.to_string());
+        let session = self.server.service.session(&peer);
         self.next_id += 1;
         let slot = self
             .conns
@@ -447,6 +458,15 @@ impl<'s> EventLoop<'s> {
         for slot in self.conns.keys() {
             self.settle(slot, Flow::Close, now);
         }
+    }
+}
+
+/// Closes the record queue when dropped (the loops have ended, normally or not).
+struct CloseOnDrop<'a>(&'a Batcher);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
