@@ -207,3 +207,41 @@ fn a_peer_that_stops_reading_is_cut_off_and_others_are_served() {
     let (st, err) = server.stop();
     assert!(st.success(), "{err}");
 }
+
+#[test]
+fn one_loop_relays_a_hundred_clients_at_once() {
+    let echo = Server::start(&["echo", "--model", "event", "--listen", "127.0.0.1:0", "-q"]);
+    let relay = Server::start(&[
+        "relay",
+        "--to",
+        echo.addr(),
+        "--model",
+        "event",
+        "--workers",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+        "-q",
+    ]);
+    let clients: Vec<_> = (0..100u64)
+        .map(|i| {
+            let addr = relay.addr().to_string();
+            thread::spawn(move || {
+                let data = random_bytes(256 * 1024, i + 1);
+                let mut s = connect(&addr);
+                let mut w = s.try_clone().unwrap();
+                let sent = data.clone();
+                let writer = thread::spawn(move || send_and_shutdown(&mut w, &sent));
+                let got = read_to_end(&mut s);
+                writer.join().unwrap();
+                assert_eq!(sha256_hex(&got), sha256_hex(&data), "client {i}");
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let (st, err) = relay.stop();
+    assert!(st.success(), "{err}");
+    echo.stop();
+}
