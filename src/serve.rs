@@ -1,13 +1,131 @@
-//! `plumb serve` (being written).
+//! `plumb serve [DIR]`: the static-file HTTP/1.1 server, or with `--proxy` the relay that
+//! answers 502 when its upstream is down. Options become a [`plumb_proto::http::Config`];
+//! everything else is the shared server machinery of [`crate::cli`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use plumb_proto::http::parse::HeadLimits;
+use plumb_proto::http::{Config, FsDocroot};
+use plumb_proto::relay::OnConnectFailure;
+
+use crate::cli::{self, ServerArgs, usage};
+use crate::net::Addr;
+use crate::report::LogTarget;
+use crate::services::http::HttpService;
+use crate::services::relay::RelayService;
 
 /// Options of `plumb serve`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = "Examples:\n  \
+    plumb serve                                  serve . on 127.0.0.1:8080\n  \
+    plumb serve ./site --listen :8000 --model prefork --workers 4\n  \
+    plumb serve /srv/files --hidden --follow-symlinks --access-log /var/log/plumb.log\n  \
+    plumb serve --header-timeout 5 --keepalive-timeout 2 --max-requests 100 -q\n  \
+    plumb serve --proxy 127.0.0.1:9000 --listen :8080   (relay; 502 when 9000 is down)")]
+pub struct Args {
+    /// Directory to serve.
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// Relay every connection to ADDR instead of serving files (HOST:PORT or unix:/PATH);
+    /// clients get 502 Bad Gateway when ADDR cannot be reached.
+    #[arg(long, value_name = "ADDR")]
+    pub proxy: Option<String>,
+    /// Serve symlinks that point outside DIR (by default they are refused with 403).
+    #[arg(long)]
+    pub follow_symlinks: bool,
+    /// Serve and list names starting with '.' (by default they are hidden and 404).
+    #[arg(long)]
+    pub hidden: bool,
+    /// Seconds a client may take to send a request's head (and body) from its first byte;
+    /// slower clients get 408 and are cut off (slowloris).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub header_timeout: f64,
+    /// Seconds an idle keep-alive connection stays open between requests.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub keepalive_timeout: f64,
+    /// Requests served per connection before it closes (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_requests: u64,
+    /// Largest request head (request line and headers) in bytes; larger is 431.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Longest request target in bytes; longer is 414.
+    #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024)]
+    pub max_uri_bytes: usize,
+    /// Access log (Combined Log Format), one line per request: a file, or - for stdout.
+    /// Default: stderr. -q turns it off.
+    #[arg(long, value_name = "FILE|-")]
+    pub access_log: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 /// Runs `plumb serve`.
 ///
 /// # Errors
-/// Always, until this subcommand lands.
-pub fn run(_args: &Args) -> anyhow::Result<i32> {
-    anyhow::bail!("plumb serve is not available in this build yet")
+/// Usage errors (missing directory, bad numbers, bad addresses) and bind failures.
+pub fn run(args: &Args) -> anyhow::Result<i32> {
+    if let Some(proxy) = &args.proxy {
+        let upstream = Addr::parse(proxy, None).map_err(|e| usage(format!("--proxy: {e}")))?;
+        let service = RelayService {
+            upstream,
+            on_failure: OnConnectFailure::BadGateway,
+        };
+        return cli::run_server(&args.server, DEFAULT_LISTEN, Arc::new(service), None);
+    }
+    let meta = std::fs::metadata(&args.dir)
+        .map_err(|e| usage(format!("cannot serve {}: {e}", args.dir.display())))?;
+    if !meta.is_dir() {
+        return Err(usage(format!(
+            "cannot serve {}: not a directory",
+            args.dir.display()
+        )));
+    }
+    let root = FsDocroot::new(&args.dir, args.follow_symlinks)
+        .map_err(|e| usage(format!("cannot serve {}: {e}", args.dir.display())))?;
+    for (name, v) in [
+        ("--max-header-bytes", args.max_header_bytes),
+        ("--max-uri-bytes", args.max_uri_bytes),
+    ] {
+        if v < 64 {
+            return Err(usage(format!("{name} must be at least 64")));
+        }
+    }
+    let access = if args.server.quiet {
+        None
+    } else {
+        Some(
+            args.access_log
+                .as_deref()
+                .map_or(LogTarget::Stderr, LogTarget::parse),
+        )
+    };
+    let config = Config {
+        header_timeout: nonzero("--header-timeout", args.header_timeout)?,
+        keepalive_timeout: cli::seconds("--keepalive-timeout", args.keepalive_timeout)?,
+        max_requests: args.max_requests,
+        limits: HeadLimits {
+            max_header_bytes: args.max_header_bytes,
+            max_uri_bytes: args.max_uri_bytes,
+        },
+        hidden: args.hidden,
+        log: access.is_some(),
+        ..Config::default()
+    };
+    let service = HttpService {
+        config: Arc::new(config),
+        root: Arc::new(root),
+    };
+    cli::run_server(&args.server, DEFAULT_LISTEN, Arc::new(service), access)
+}
+
+fn nonzero(name: &str, v: f64) -> anyhow::Result<std::time::Duration> {
+    let d = cli::seconds(name, v)?;
+    if d.is_zero() {
+        return Err(usage(format!("{name} must be more than 0 seconds")));
+    }
+    Ok(d)
 }

@@ -7,6 +7,7 @@ use plumb_proto::Session;
 use crate::net::Addr;
 
 pub mod echo;
+pub mod http;
 pub mod relay;
 
 /// A session factory shared by every worker of a server.

@@ -4,10 +4,12 @@
 //!
 //! - [`session`]: the contract between a core and a driver ([`Session`], [`Action`], [`Peer`]);
 //! - [`echo`]: the echo service;
-//! - [`relay`]: a two-way byte relay with half-close and backpressure (the proxy).
+//! - [`relay`]: a two-way byte relay with half-close and backpressure (the proxy);
+//! - [`http`]: the HTTP/1.1 static-file server.
 #![forbid(unsafe_code)]
 
 pub mod echo;
+pub mod http;
 pub mod relay;
 pub mod session;
 

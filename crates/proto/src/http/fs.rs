@@ -1,0 +1,225 @@
+//! The document root as the HTTP core sees it: a small trait ([`Docroot`]) so the core can be
+//! tested and fuzzed, and [`FsDocroot`], the real one on `std::fs`.
+//!
+//! [`FsDocroot`] enforces the symlink rule: every path is canonicalised and must stay under
+//! the canonical root unless `follow_symlinks` is set. (The names it is given were already
+//! normalised by [`super::path`], so `..` never reaches it.)
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What the core needs to know about a file or directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub is_dir: bool,
+    pub len: u64,
+    pub inode: u64,
+    pub modified: SystemTime,
+}
+
+impl Meta {
+    pub fn from_std(m: &std::fs::Metadata) -> Meta {
+        Meta {
+            is_dir: m.is_dir(),
+            len: m.len(),
+            inode: m.ino(),
+            modified: m.modified().unwrap_or(UNIX_EPOCH),
+        }
+    }
+
+    /// Seconds and nanoseconds since the epoch (0 for times before it).
+    pub fn mtime(&self) -> (u64, u32) {
+        let d = self
+            .modified
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        (d.as_secs(), d.subsec_nanos())
+    }
+}
+
+/// An opened file or directory.
+#[derive(Debug)]
+pub struct Opened {
+    pub file: File,
+    pub meta: Meta,
+}
+
+/// One directory entry for a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    pub name: String,
+    pub meta: Meta,
+}
+
+/// Why a path cannot be served.
+#[derive(Debug)]
+pub enum OpenError {
+    NotFound,
+    /// It exists but may not be served (a symlink out of the root, no permission).
+    Forbidden,
+    Other(io::Error),
+}
+
+impl From<io::Error> for OpenError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => OpenError::NotFound,
+            io::ErrorKind::PermissionDenied => OpenError::Forbidden,
+            _ if e.raw_os_error() == Some(libc::ELOOP) => OpenError::Forbidden,
+            _ if e.raw_os_error() == Some(libc::ENAMETOOLONG) => OpenError::NotFound,
+            _ => OpenError::Other(e),
+        }
+    }
+}
+
+/// The files an HTTP session may serve. `rel` is always a normalised relative path
+/// (`a/b.txt`, `""` for the root) with no `.` or `..` segments.
+pub trait Docroot: Send + Sync {
+    /// Opens the file or directory at `rel`.
+    ///
+    /// # Errors
+    /// [`OpenError::NotFound`], [`OpenError::Forbidden`] or an I/O error.
+    fn open(&self, rel: &str) -> Result<Opened, OpenError>;
+
+    /// The entries of the directory at `rel`, unsorted; dotfiles only when `hidden`.
+    ///
+    /// # Errors
+    /// As for [`Docroot::open`].
+    fn list(&self, rel: &str, hidden: bool) -> Result<Vec<ListEntry>, OpenError>;
+}
+
+/// A directory on the real filesystem.
+#[derive(Debug, Clone)]
+pub struct FsDocroot {
+    root: PathBuf,
+    follow_symlinks: bool,
+}
+
+impl FsDocroot {
+    /// # Errors
+    /// The root does not exist or is not a directory.
+    pub fn new(root: &Path, follow_symlinks: bool) -> io::Result<FsDocroot> {
+        let root = std::fs::canonicalize(root)?;
+        if !root.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", root.display()),
+            ));
+        }
+        Ok(FsDocroot {
+            root,
+            follow_symlinks,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The real path of `rel`, refused when a symlink takes it out of the root.
+    fn real_path(&self, rel: &str) -> Result<PathBuf, OpenError> {
+        let joined = if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        };
+        if self.follow_symlinks {
+            return Ok(joined);
+        }
+        let real = std::fs::canonicalize(&joined)?;
+        if real.starts_with(&self.root) {
+            Ok(real)
+        } else {
+            Err(OpenError::Forbidden)
+        }
+    }
+}
+
+impl Docroot for FsDocroot {
+    fn open(&self, rel: &str) -> Result<Opened, OpenError> {
+        let path = self.real_path(rel)?;
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)?;
+        let m = file.metadata()?;
+        if !m.is_dir() && !m.is_file() {
+            // FIFOs, sockets, devices: reading them could block a worker forever.
+            return Err(OpenError::Forbidden);
+        }
+        Ok(Opened {
+            file,
+            meta: Meta::from_std(&m),
+        })
+    }
+
+    fn list(&self, rel: &str, hidden: bool) -> Result<Vec<ListEntry>, OpenError> {
+        let dir = self.real_path(rel)?;
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let Ok(entry) = entry else { continue };
+            let Ok(name) = entry.file_name().into_string() else {
+                continue; // a non-UTF-8 name cannot be asked for either
+            };
+            if !hidden && name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+            if is_link && !self.follow_symlinks {
+                match std::fs::canonicalize(&path) {
+                    Ok(real) if real.starts_with(&self.root) => {}
+                    _ => continue, // dangling or pointing out of the root
+                }
+            }
+            // Follows symlinks: a listing shows what a request would get.
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            out.push(ListEntry {
+                name,
+                meta: Meta::from_std(&meta),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn symlinks_out_of_the_root_are_refused_unless_followed() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"s").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("a.txt"), b"hello").unwrap();
+        symlink(outside.path().join("secret"), root.path().join("out")).unwrap();
+        symlink(root.path().join("a.txt"), root.path().join("in")).unwrap();
+
+        let strict = FsDocroot::new(root.path(), false).unwrap();
+        assert_eq!(strict.open("a.txt").unwrap().meta.len, 5);
+        assert_eq!(strict.open("in").unwrap().meta.len, 5);
+        assert!(matches!(strict.open("out"), Err(OpenError::Forbidden)));
+        assert!(matches!(strict.open("nope"), Err(OpenError::NotFound)));
+        assert!(matches!(strict.open("a.txt/x"), Err(OpenError::NotFound)));
+        let mut names: Vec<_> = strict
+            .list("", false)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a.txt", "in"]);
+
+        let loose = FsDocroot::new(root.path(), true).unwrap();
+        assert_eq!(loose.open("out").unwrap().meta.len, 1);
+        assert_eq!(loose.list("", false).unwrap().len(), 3);
+    }
+}

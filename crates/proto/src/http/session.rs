@@ -1,0 +1,1095 @@
+//! One HTTP/1.1 connection as a sans-IO state machine: bytes in, responses out.
+//!
+//! Reading: a head (parsed in place from the driver's buffer), then the body if any, which is
+//! read and discarded (never taken for the next request), then the next head. Responses are
+//! queued in order as [`Out`] pieces: bytes (heads, small bodies, listings, part headers),
+//! coalesced so several pipelined answers go out in one write, and file ranges, which go out
+//! with sendfile. While a file range or more than [`OUT_BUDGET`] bytes are queued the session
+//! parses no further requests (backpressure: the driver keeps the input).
+//!
+//! Timers (one deadline at a time): the header timeout runs from the first byte of a request
+//! (from the connection's start for the first one) until its head and body are in; the
+//! keep-alive timeout runs while idle between requests; the linger timeout bounds the
+//! discarding of unread input after we shut our side down.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::fs::{Docroot, OpenError, Opened};
+use super::parse::{ChunkedBody, Framing, Head, HeadError, HeadLimits, parse_head};
+use super::path::{PathError, SafePath, resolve_target};
+use super::response::{
+    self, Conditions, Precondition, RangePlan, clf_line, content_type, etag, evaluate,
+    if_range_allows, is_known_method, plan_ranges, reason,
+};
+use crate::session::{Action, Peer, Session};
+
+/// Bodies up to this size are read into the output buffer, so head and body leave in one
+/// write; larger ones go out with sendfile.
+pub const SMALL_BODY: u64 = 16 * 1024;
+/// Queued output bytes past which no further pipelined request is parsed.
+pub const OUT_BUDGET: usize = 64 * 1024;
+/// How long unread input is discarded after the last response, before closing, so the
+/// close does not reset the connection while the client still reads the answer.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// Per-server HTTP settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Time allowed for a request's head (and body) to arrive, from its first byte.
+    pub header_timeout: Duration,
+    /// Idle time allowed between requests on a kept-alive connection.
+    pub keepalive_timeout: Duration,
+    /// Requests served per connection before it closes (0: no limit).
+    pub max_requests: u64,
+    pub limits: HeadLimits,
+    /// Largest request body read (and discarded); a larger one is answered 413 and closes.
+    pub max_body: u64,
+    /// Serve names starting with `.`.
+    pub hidden: bool,
+    /// Produce access-log lines.
+    pub log: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(5),
+            max_requests: 0,
+            limits: HeadLimits {
+                max_header_bytes: 16 * 1024,
+                max_uri_bytes: 8 * 1024,
+            },
+            max_body: 1024 * 1024,
+            hidden: false,
+            log: true,
+        }
+    }
+}
+
+/// A piece of queued output.
+#[derive(Debug)]
+enum Out {
+    Bytes {
+        buf: Vec<u8>,
+        pos: usize,
+    },
+    File {
+        file: Arc<File>,
+        offset: u64,
+        left: u64,
+    },
+}
+
+#[derive(Debug)]
+enum Reading {
+    Head,
+    /// A `Content-Length` body being discarded.
+    Body {
+        left: u64,
+    },
+    Chunked(ChunkedBody),
+    /// No more requests on this connection: input is discarded.
+    Closed,
+}
+
+/// What happens once the queued output is gone, when no more requests will be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Keep serving.
+    Open,
+    /// Close at once (nothing unread: idle timeout, drain between requests).
+    Close,
+    /// Shut our side down, discard input until the client's EOF or the linger deadline.
+    Linger,
+}
+
+pub struct HttpSession {
+    cfg: Arc<Config>,
+    root: Arc<dyn Docroot>,
+    peer_host: String,
+    out: VecDeque<Out>,
+    out_bytes: usize,
+    reading: Reading,
+    ending: Ending,
+    /// Our write side is shut down (lingering).
+    shut: bool,
+    client_eof: bool,
+    draining: bool,
+    requests: u64,
+    /// Bytes of a request not yet answered have arrived (so a timeout is a 408).
+    mid_request: bool,
+    deadline: Option<Instant>,
+    /// The head of a request whose body is being read, answered once the body is in.
+    held_head: Vec<u8>,
+    logs: VecDeque<String>,
+    date: (u64, String),
+    /// Multipart boundaries: unique per response on this connection.
+    boundary_seq: u64,
+}
+
+/// How one response is framed and what its log line says.
+struct Reply<'h> {
+    head: Option<&'h Head<'h>>,
+    /// Raw first line for the log when no head could be parsed.
+    raw_line: &'h [u8],
+    keep_alive: bool,
+    is_head: bool,
+}
+
+impl HttpSession {
+    pub fn new(cfg: Arc<Config>, root: Arc<dyn Docroot>, peer: &str) -> HttpSession {
+        let deadline = Some(Instant::now() + cfg.header_timeout);
+        HttpSession {
+            cfg,
+            root,
+            peer_host: response::log_host(peer),
+            out: VecDeque::new(),
+            out_bytes: 0,
+            reading: Reading::Head,
+            ending: Ending::Open,
+            shut: false,
+            client_eof: false,
+            draining: false,
+            requests: 0,
+            mid_request: false,
+            deadline,
+            held_head: Vec::new(),
+            logs: VecDeque::new(),
+            date: (u64::MAX, String::new()),
+            boundary_seq: 0,
+        }
+    }
+
+    fn over_budget(&self) -> bool {
+        self.out_bytes > OUT_BUDGET || self.out.iter().any(|o| matches!(o, Out::File { .. }))
+    }
+
+    /// The bytes buffer at the end of the queue (a new one after a file piece).
+    fn bytes(&mut self) -> &mut Vec<u8> {
+        if !matches!(self.out.back(), Some(Out::Bytes { .. })) {
+            self.out.push_back(Out::Bytes {
+                buf: Vec::new(),
+                pos: 0,
+            });
+        }
+        match self.out.back_mut() {
+            Some(Out::Bytes { buf, .. }) => buf,
+            _ => unreachable!("a bytes piece was just pushed"),
+        }
+    }
+
+    fn push_bytes(&mut self, b: &[u8]) {
+        self.out_bytes += b.len();
+        self.bytes().extend_from_slice(b);
+    }
+
+    fn push_file(&mut self, file: &Arc<File>, offset: u64, len: u64) {
+        if len > 0 {
+            self.out.push_back(Out::File {
+                file: Arc::clone(file),
+                offset,
+                left: len,
+            });
+        }
+    }
+
+    /// The current IMF-fixdate, formatted at most once a second.
+    fn date(&mut self) -> String {
+        let now = SystemTime::now();
+        let secs = response::unix_secs(now);
+        if self.date.0 != secs {
+            self.date = (secs, httpdate::fmt_http_date(now));
+        }
+        self.date.1.clone()
+    }
+
+    /// Writes a status line and the headers every response has.
+    fn start_head(&mut self, status: u16, keep_alive: bool, minor: u8) -> Vec<u8> {
+        let date = self.date();
+        let mut h = Vec::with_capacity(256);
+        h.extend_from_slice(b"HTTP/1.1 ");
+        h.extend_from_slice(status.to_string().as_bytes());
+        h.push(b' ');
+        h.extend_from_slice(reason(status).as_bytes());
+        h.extend_from_slice(b"\r\nServer: plumb\r\nDate: ");
+        h.extend_from_slice(date.as_bytes());
+        h.extend_from_slice(b"\r\n");
+        if !keep_alive {
+            h.extend_from_slice(b"Connection: close\r\n");
+        } else if minor == 0 {
+            h.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        h
+    }
+
+    fn log(&mut self, r: &Reply<'_>, status: u16, body_bytes: u64) {
+        if !self.cfg.log {
+            return;
+        }
+        let (line, referer, ua);
+        let mut owned = Vec::new();
+        match r.head {
+            Some(h) => {
+                owned.extend_from_slice(h.method.as_bytes());
+                owned.push(b' ');
+                owned.extend_from_slice(h.target.as_bytes());
+                owned.extend_from_slice(if h.minor == 0 {
+                    b" HTTP/1.0"
+                } else {
+                    b" HTTP/1.1"
+                });
+                line = &owned[..];
+                referer = h.referer;
+                ua = h.user_agent;
+            }
+            None => {
+                line = r.raw_line;
+                referer = None;
+                ua = None;
+            }
+        }
+        let entry = clf_line(
+            &self.peer_host,
+            SystemTime::now(),
+            line,
+            status,
+            body_bytes,
+            referer,
+            ua,
+        );
+        self.logs.push_back(entry);
+    }
+
+    /// A response with a small in-memory body (errors, redirects, listings).
+    fn simple(&mut self, r: &Reply<'_>, status: u16, extra: &str, ctype: &str, body: &[u8]) {
+        let minor = r.head.map_or(1, |h| h.minor);
+        let mut h = self.start_head(status, r.keep_alive, minor);
+        h.extend_from_slice(extra.as_bytes());
+        if status != 304 {
+            h.extend_from_slice(b"Content-Type: ");
+            h.extend_from_slice(ctype.as_bytes());
+            h.extend_from_slice(b"\r\nContent-Length: ");
+            h.extend_from_slice(body.len().to_string().as_bytes());
+            h.extend_from_slice(b"\r\n");
+        }
+        h.extend_from_slice(b"\r\n");
+        let send_body = !r.is_head && status != 304;
+        if send_body {
+            h.extend_from_slice(body);
+        }
+        self.push_bytes(&h);
+        let sent = if send_body { body.len() as u64 } else { 0 };
+        self.log(r, status, sent);
+    }
+
+    fn error(&mut self, r: &Reply<'_>, status: u16, extra: &str) {
+        let body = format!("{status} {}\n", reason(status));
+        self.simple(
+            r,
+            status,
+            extra,
+            "text/plain; charset=utf-8",
+            body.as_bytes(),
+        );
+    }
+
+    /// After a response that ends the connection: stop reading requests.
+    fn finish_connection(&mut self, ending: Ending) {
+        self.reading = Reading::Closed;
+        if self.ending == Ending::Open {
+            self.ending = ending;
+        }
+        self.deadline = None;
+    }
+
+    /// Whether the connection may carry another request after this one.
+    fn keep_alive(&self, head: &Head<'_>) -> bool {
+        head.keep_alive
+            && !self.draining
+            && !head.expect_unknown
+            && (self.cfg.max_requests == 0 || self.requests < self.cfg.max_requests)
+    }
+
+    /// A head that could not be parsed: the error response, then close.
+    fn reject(&mut self, e: HeadError, input: &[u8]) {
+        let line_end = input
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap_or(input.len());
+        let raw_line = &input[..line_end.min(256)];
+        let raw_line = raw_line.strip_suffix(b"\r").unwrap_or(raw_line);
+        let r = Reply {
+            head: None,
+            raw_line,
+            keep_alive: false,
+            is_head: false,
+        };
+        self.error(&r, e.status(), "");
+        self.finish_connection(Ending::Linger);
+    }
+
+    /// Answers one complete request (head and body in).
+    fn respond(&mut self, head: &Head<'_>) {
+        let keep_alive = self.keep_alive(head);
+        let r = Reply {
+            head: Some(head),
+            raw_line: b"",
+            keep_alive,
+            is_head: head.method == "HEAD",
+        };
+        self.route(&r, head);
+        self.mid_request = false;
+        if keep_alive {
+            self.deadline = Some(Instant::now() + self.cfg.keepalive_timeout);
+        } else {
+            self.finish_connection(Ending::Linger);
+        }
+    }
+
+    fn route(&mut self, r: &Reply<'_>, head: &Head<'_>) {
+        if head.expect_unknown {
+            return self.error(r, 417, "");
+        }
+        if head.method != "GET" && head.method != "HEAD" {
+            if is_known_method(head.method) {
+                return self.error(r, 405, "Allow: GET, HEAD\r\n");
+            }
+            return self.error(r, 501, "");
+        }
+        let path = match resolve_target(head.target, self.cfg.hidden) {
+            Ok(p) => p,
+            Err(PathError::Hidden) => return self.error(r, 404, ""),
+            Err(_) => return self.error(r, 400, ""),
+        };
+        let rel = path.relative();
+        match self.root.open(&rel) {
+            Ok(opened) if opened.meta.is_dir => self.directory(r, head, &path, &rel),
+            Ok(_) if path.trailing_slash => self.error(r, 404, ""),
+            Ok(opened) => {
+                let name = path.segments.last().map_or("", String::as_str);
+                self.file(r, head, opened, name);
+            }
+            Err(OpenError::NotFound) => self.error(r, 404, ""),
+            Err(OpenError::Forbidden) => self.error(r, 403, ""),
+            Err(OpenError::Other(_)) => self.error(r, 500, ""),
+        }
+    }
+
+    fn directory(&mut self, r: &Reply<'_>, head: &Head<'_>, path: &SafePath, rel: &str) {
+        if !path.trailing_slash {
+            let mut location = path.url(true);
+            if let Some(q) = &path.query {
+                location.push('?');
+                location.push_str(q);
+            }
+            return self.error(r, 301, &format!("Location: {location}\r\n"));
+        }
+        let index = if rel.is_empty() {
+            "index.html".to_string()
+        } else {
+            format!("{rel}/index.html")
+        };
+        match self.root.open(&index) {
+            Ok(opened) if !opened.meta.is_dir => return self.file(r, head, opened, "index.html"),
+            Ok(_) | Err(OpenError::NotFound) => {}
+            Err(OpenError::Forbidden) => return self.error(r, 403, ""),
+            Err(OpenError::Other(_)) => return self.error(r, 500, ""),
+        }
+        let mut entries = match self.root.list(rel, self.cfg.hidden) {
+            Ok(e) => e,
+            Err(OpenError::NotFound) => return self.error(r, 404, ""),
+            Err(OpenError::Forbidden) => return self.error(r, 403, ""),
+            Err(OpenError::Other(_)) => return self.error(r, 500, ""),
+        };
+        response::sort_listing(&mut entries);
+        let url_path = if path.segments.is_empty() {
+            "/".to_string()
+        } else {
+            format!("/{}/", path.segments.join("/"))
+        };
+        if head.accept_json {
+            let body = response::listing_json(&url_path, &entries);
+            self.simple(r, 200, "", "application/json", body.as_bytes());
+        } else {
+            let body = response::listing_html(&url_path, &entries);
+            self.simple(r, 200, "", "text/html; charset=utf-8", body.as_bytes());
+        }
+    }
+
+    fn file(&mut self, r: &Reply<'_>, head: &Head<'_>, opened: Opened, name: &str) {
+        let Opened { file, meta } = opened;
+        let tag = etag(&meta);
+        let (modified_secs, _) = meta.mtime();
+        let last_modified = httpdate::fmt_http_date(meta.modified);
+        let validators = format!("Last-Modified: {last_modified}\r\nETag: {tag}\r\n");
+        let conditions = Conditions {
+            if_match: head.if_match,
+            if_none_match: head.if_none_match,
+            if_modified_since: head.if_modified_since,
+            if_unmodified_since: head.if_unmodified_since,
+        };
+        match evaluate(&conditions, &tag, modified_secs) {
+            Precondition::Proceed => {}
+            Precondition::NotModified => return self.simple(r, 304, &validators, "", b""),
+            Precondition::Failed => return self.error(r, 412, ""),
+        }
+        let len = meta.len;
+        let plan = match head.range {
+            Some(v)
+                if head
+                    .if_range
+                    .is_none_or(|ir| if_range_allows(ir, &tag, modified_secs)) =>
+            {
+                plan_ranges(v, len)
+            }
+            _ => RangePlan::Full,
+        };
+        let (mime, charset) = content_type(name);
+        let file = Arc::new(file);
+        match plan {
+            RangePlan::Unsatisfiable => {
+                self.error(r, 416, &format!("Content-Range: bytes */{len}\r\n"));
+            }
+            RangePlan::Full => {
+                let extra = format!("{validators}Content-Type: {mime}{charset}\r\n");
+                self.send_ranges(r, 200, &extra, &file, &[(0, len)], None);
+            }
+            RangePlan::Parts(parts) if parts.len() == 1 => {
+                let (a, b) = parts[0];
+                let extra = format!(
+                    "{validators}Content-Type: {mime}{charset}\r\nContent-Range: bytes {a}-{b}/{len}\r\n"
+                );
+                self.send_ranges(r, 206, &extra, &file, &[(a, b + 1 - a)], None);
+            }
+            RangePlan::Parts(parts) => {
+                self.boundary_seq += 1;
+                let boundary = format!(
+                    "plumb-{:x}-{:x}",
+                    meta.inode ^ modified_secs,
+                    self.boundary_seq
+                );
+                let extra = format!(
+                    "{validators}Content-Type: multipart/byteranges; boundary={boundary}\r\n"
+                );
+                let pieces: Vec<(u64, u64)> = parts.iter().map(|&(a, b)| (a, b + 1 - a)).collect();
+                let headers: Vec<String> = parts
+                    .iter()
+                    .map(|&p| response::part_header(&boundary, mime, charset, p, len))
+                    .collect();
+                let end = response::multipart_end(&boundary);
+                self.send_ranges(r, 206, &extra, &file, &pieces, Some((&headers, &end)));
+            }
+        }
+    }
+
+    /// Queues a head and `(offset, len)` pieces of `file`, each preceded by its multipart
+    /// header when `multipart` is given. Small bodies are read into the buffer; large ones
+    /// become sendfile pieces.
+    #[allow(clippy::too_many_arguments)]
+    fn send_ranges(
+        &mut self,
+        r: &Reply<'_>,
+        status: u16,
+        extra: &str,
+        file: &Arc<File>,
+        pieces: &[(u64, u64)],
+        multipart: Option<(&[String], &str)>,
+    ) {
+        let data: u64 = pieces.iter().map(|p| p.1).sum();
+        let framing: u64 = multipart.map_or(0, |(hs, end)| {
+            hs.iter().map(|h| h.len() as u64).sum::<u64>() + end.len() as u64
+        });
+        let body_len = data + framing;
+        let minor = r.head.map_or(1, |h| h.minor);
+        let mut h = self.start_head(status, r.keep_alive, minor);
+        h.extend_from_slice(extra.as_bytes());
+        h.extend_from_slice(b"Accept-Ranges: bytes\r\nContent-Length: ");
+        h.extend_from_slice(body_len.to_string().as_bytes());
+        h.extend_from_slice(b"\r\n\r\n");
+        if r.is_head {
+            self.push_bytes(&h);
+            return self.log(r, status, 0);
+        }
+        if body_len <= SMALL_BODY {
+            if read_pieces(&mut h, file, pieces, multipart).is_err() {
+                // The file shrank under us; nothing was queued yet.
+                return self.error(r, 500, "");
+            }
+            self.push_bytes(&h);
+        } else {
+            self.push_bytes(&h);
+            for (i, &(offset, len)) in pieces.iter().enumerate() {
+                if let Some((hs, _)) = multipart {
+                    self.push_bytes(hs[i].as_bytes());
+                }
+                self.push_file(file, offset, len);
+            }
+            if let Some((_, end)) = multipart {
+                self.push_bytes(end.as_bytes());
+            }
+        }
+        self.log(r, status, body_len);
+    }
+}
+
+/// Reads small pieces (with their multipart headers) into `buf`.
+fn read_pieces(
+    buf: &mut Vec<u8>,
+    file: &File,
+    pieces: &[(u64, u64)],
+    multipart: Option<(&[String], &str)>,
+) -> std::io::Result<()> {
+    for (i, &(offset, len)) in pieces.iter().enumerate() {
+        if let Some((hs, _)) = multipart {
+            buf.extend_from_slice(hs[i].as_bytes());
+        }
+        let at = buf.len();
+        buf.resize(at + len as usize, 0);
+        file.read_exact_at(&mut buf[at..], offset)?;
+    }
+    if let Some((_, end)) = multipart {
+        buf.extend_from_slice(end.as_bytes());
+    }
+    Ok(())
+}
+
+impl Session for HttpSession {
+    fn feed(&mut self, _peer: Peer, input: &[u8]) -> usize {
+        let mut used = 0;
+        loop {
+            let rest = &input[used..];
+            if matches!(self.reading, Reading::Closed) {
+                return input.len();
+            }
+            if rest.is_empty() {
+                return used;
+            }
+            match self.reading {
+                Reading::Closed => return input.len(),
+                Reading::Head => {
+                    if self.over_budget() {
+                        return used;
+                    }
+                    match self.read_head(rest) {
+                        Some(n) => used += n,
+                        None if matches!(self.reading, Reading::Closed) => return input.len(),
+                        None => return used,
+                    }
+                }
+                Reading::Body { ref mut left } => {
+                    let take = (*left).min(rest.len() as u64);
+                    *left -= take;
+                    let done = *left == 0;
+                    used += take as usize;
+                    if done {
+                        self.body_done();
+                    } else {
+                        self.deadline = Some(Instant::now() + self.cfg.header_timeout);
+                    }
+                }
+                Reading::Chunked(ref mut body) => {
+                    let step = body.feed(rest).map(|n| (n, body.total, body.is_done()));
+                    match step {
+                        Ok((_, total, _)) if total > self.cfg.max_body => {
+                            let held = std::mem::take(&mut self.held_head);
+                            if let Ok(Some((_, head))) = parse_head(&held, &self.cfg.limits) {
+                                self.too_large(&head);
+                            }
+                            return input.len();
+                        }
+                        Ok((n, _, done)) => {
+                            used += n;
+                            if done {
+                                self.body_done();
+                            } else if n == 0 {
+                                return used;
+                            } else {
+                                self.deadline = Some(Instant::now() + self.cfg.header_timeout);
+                            }
+                        }
+                        Err(_) => {
+                            let held = std::mem::take(&mut self.held_head);
+                            self.reject(HeadError::Bad("bad chunked body"), &held);
+                            return input.len();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn eof(&mut self, _peer: Peer) {
+        self.client_eof = true;
+        if !matches!(self.reading, Reading::Head) || self.mid_request {
+            // A request cut short: nothing to answer.
+            self.reading = Reading::Closed;
+        }
+    }
+
+    fn wants_read(&self, _peer: Peer) -> bool {
+        !self.client_eof
+    }
+
+    fn next_action(&mut self) -> Action<'_> {
+        if self.ending == Ending::Linger && self.client_eof {
+            self.ending = Ending::Close;
+        }
+        match self.out.front() {
+            Some(Out::Bytes { buf, pos }) => return Action::Write(Peer::Client, &buf[*pos..]),
+            Some(Out::File { file, offset, left }) => {
+                return Action::SendFile {
+                    file,
+                    offset: *offset,
+                    len: *left,
+                };
+            }
+            None => {}
+        }
+        match self.ending {
+            Ending::Close => Action::Close,
+            Ending::Linger if !self.shut => {
+                self.shut = true;
+                self.deadline = Some(Instant::now() + LINGER);
+                Action::Shutdown(Peer::Client)
+            }
+            Ending::Linger => Action::Wait,
+            Ending::Open if self.client_eof => Action::Close,
+            Ending::Open => Action::Wait,
+        }
+    }
+
+    fn written(&mut self, _peer: Peer, n: usize) {
+        let done = match self.out.front_mut() {
+            Some(Out::Bytes { buf, pos }) => {
+                *pos += n;
+                self.out_bytes = self.out_bytes.saturating_sub(n);
+                *pos >= buf.len()
+            }
+            Some(Out::File { offset, left, .. }) => {
+                *offset += n as u64;
+                *left = left.saturating_sub(n as u64);
+                *left == 0
+            }
+            None => false,
+        };
+        if done {
+            self.out.pop_front();
+            if self.out.is_empty()
+                && self.ending == Ending::Open
+                && !self.mid_request
+                && matches!(self.reading, Reading::Head)
+                && self.requests > 0
+            {
+                // The keep-alive clock starts once the last answer has gone out.
+                self.deadline = Some(Instant::now() + self.cfg.keepalive_timeout);
+            }
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    fn timed_out(&mut self, now: Instant) {
+        if self.deadline.is_none_or(|d| now < d) {
+            return;
+        }
+        self.deadline = None;
+        if self.shut {
+            // Lingered long enough.
+            self.ending = Ending::Close;
+        } else if self.mid_request {
+            let r = Reply {
+                head: None,
+                raw_line: b"-",
+                keep_alive: false,
+                is_head: false,
+            };
+            self.error(&r, 408, "");
+            self.finish_connection(Ending::Linger);
+        } else {
+            self.finish_connection(Ending::Close);
+        }
+    }
+
+    fn drain(&mut self) {
+        self.draining = true;
+        if matches!(self.reading, Reading::Head) && !self.mid_request {
+            self.finish_connection(Ending::Close);
+        }
+    }
+
+    fn take_log(&mut self) -> Option<String> {
+        self.logs.pop_front()
+    }
+}
+
+impl HttpSession {
+    /// Parses and answers (or starts reading the body of) the request at the start of
+    /// `rest`. Returns the bytes consumed, or `None` when the head is incomplete or the
+    /// connection is closing.
+    fn read_head(&mut self, rest: &[u8]) -> Option<usize> {
+        if !self.mid_request {
+            self.mid_request = true;
+            if self.requests > 0 {
+                self.deadline = Some(Instant::now() + self.cfg.header_timeout);
+            }
+        }
+        let limits = self.cfg.limits;
+        let (n, head) = match parse_head(rest, &limits) {
+            Ok(None) => return None,
+            Err(e) => {
+                self.reject(e, rest);
+                return None;
+            }
+            Ok(Some(parsed)) => parsed,
+        };
+        self.requests += 1;
+        match head.framing {
+            Framing::None => self.respond(&head),
+            Framing::Length(len) if len > self.cfg.max_body => {
+                self.too_large(&head);
+                return None;
+            }
+            framing => {
+                self.held_head = rest[..n].to_vec();
+                if head.expect_continue && head.minor >= 1 && !head.expect_unknown {
+                    self.push_bytes(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+                self.reading = match framing {
+                    Framing::Length(left) => Reading::Body { left },
+                    _ => Reading::Chunked(ChunkedBody::default()),
+                };
+                self.deadline = Some(Instant::now() + self.cfg.header_timeout);
+            }
+        }
+        Some(n)
+    }
+
+    /// The body of the held request is in: answer it.
+    fn body_done(&mut self) {
+        self.reading = Reading::Head;
+        let held = std::mem::take(&mut self.held_head);
+        let limits = self.cfg.limits;
+        if let Ok(Some((_, head))) = parse_head(&held, &limits) {
+            self.respond(&head);
+        }
+    }
+
+    /// A body over `max_body`: 413, and the connection closes without reading it.
+    fn too_large(&mut self, head: &Head<'_>) {
+        let r = Reply {
+            head: Some(head),
+            raw_line: b"",
+            keep_alive: false,
+            is_head: head.method == "HEAD",
+        };
+        self.error(&r, 413, "");
+        self.finish_connection(Ending::Linger);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::FsDocroot;
+
+    /// What the driver saw, in order.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Seen {
+        /// One write action's bytes.
+        Write(Vec<u8>),
+        /// One sendfile action's bytes.
+        File(Vec<u8>),
+        Shutdown,
+        Close,
+        Wait,
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        root: Arc<dyn Docroot>,
+        big: Vec<u8>,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("big.bin"), &big).unwrap();
+        let root = Arc::new(FsDocroot::new(dir.path(), false).unwrap());
+        Fixture {
+            _dir: dir,
+            root,
+            big,
+        }
+    }
+
+    fn session(f: &Fixture, cfg: Config) -> HttpSession {
+        HttpSession::new(Arc::new(cfg), Arc::clone(&f.root), "127.0.0.1:4000")
+    }
+
+    /// Performs actions until the session waits, closes, or `limit` actions ran.
+    fn run(s: &mut HttpSession) -> Vec<Seen> {
+        let mut seen = Vec::new();
+        for _ in 0..1000 {
+            match s.next_action() {
+                Action::Write(_, b) => {
+                    let (v, n) = (b.to_vec(), b.len());
+                    seen.push(Seen::Write(v));
+                    s.written(Peer::Client, n);
+                }
+                Action::SendFile { file, offset, len } => {
+                    let mut v = vec![0; len as usize];
+                    file.read_exact_at(&mut v, offset).unwrap();
+                    seen.push(Seen::File(v));
+                    s.written(Peer::Client, len as usize);
+                }
+                Action::Shutdown(_) => seen.push(Seen::Shutdown),
+                Action::Close => {
+                    seen.push(Seen::Close);
+                    return seen;
+                }
+                Action::Wait => {
+                    seen.push(Seen::Wait);
+                    return seen;
+                }
+                Action::Connect => panic!("HTTP never connects upstream"),
+            }
+        }
+        panic!("no end of actions: {seen:?}")
+    }
+
+    fn text(seen: &[Seen]) -> String {
+        seen.iter()
+            .map(|s| match s {
+                Seen::Write(b) | Seen::File(b) => String::from_utf8_lossy(b).into_owned(),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    const GET_A: &[u8] = b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+
+    #[test]
+    fn pipelined_small_answers_leave_in_one_write() {
+        let f = fixture();
+        let mut s = session(&f, Config::default());
+        let burst = GET_A.repeat(10);
+        assert_eq!(s.feed(Peer::Client, &burst), burst.len());
+        let seen = run(&mut s);
+        assert_eq!(seen.len(), 2, "one write, then wait: {seen:?}");
+        assert_eq!(text(&seen).matches("HTTP/1.1 200 OK").count(), 10);
+        assert_eq!(text(&seen).matches("\r\n\r\nhello").count(), 10);
+        let logs: Vec<String> = std::iter::from_fn(|| s.take_log()).collect();
+        assert_eq!(logs.len(), 10);
+        assert!(logs[0].starts_with("127.0.0.1 - - ["), "{}", logs[0]);
+        assert!(
+            logs[0].ends_with("\"GET /a.txt HTTP/1.1\" 200 5 \"-\" \"-\""),
+            "{}",
+            logs[0]
+        );
+    }
+
+    #[test]
+    fn large_files_use_sendfile_and_apply_backpressure() {
+        let f = fixture();
+        let mut s = session(&f, Config::default());
+        let req = b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n";
+        let two = [&req[..], &req[..]].concat();
+        assert_eq!(
+            s.feed(Peer::Client, &two),
+            req.len(),
+            "the second waits for the first"
+        );
+        let seen = run(&mut s);
+        assert!(
+            matches!(&seen[0], Seen::Write(h) if h.ends_with(b"Content-Length: 100000\r\n\r\n"))
+        );
+        assert_eq!(seen[1], Seen::File(f.big.clone()));
+        assert_eq!(seen[2], Seen::Wait);
+        assert_eq!(s.feed(Peer::Client, req), req.len());
+        assert_eq!(run(&mut s)[1], Seen::File(f.big.clone()));
+
+        // HEAD: no body at all.
+        let mut s = session(&f, Config::default());
+        s.feed(Peer::Client, b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+        let seen = run(&mut s);
+        assert_eq!(seen.len(), 2, "{seen:?}");
+    }
+
+    #[test]
+    fn multipart_ranges_of_a_large_file_alternate_headers_and_sendfile() {
+        let f = fixture();
+        let mut s = session(&f, Config::default());
+        s.feed(
+            Peer::Client,
+            b"GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9999,50000-69999\r\n\r\n",
+        );
+        let seen = run(&mut s);
+        let kinds: Vec<&str> = seen
+            .iter()
+            .map(|s| match s {
+                Seen::Write(_) => "w",
+                Seen::File(_) => "f",
+                _ => "-",
+            })
+            .collect();
+        // head + first part header, file, second part header, file, closing delimiter.
+        assert_eq!(kinds, ["w", "f", "w", "f", "w", "-"]);
+        assert_eq!(seen[1], Seen::File(f.big[..10_000].to_vec()));
+        assert_eq!(seen[3], Seen::File(f.big[50_000..70_000].to_vec()));
+        let declared: usize = text(&seen[..1])
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let head_len = text(&seen[..1]).find("\r\n\r\n").unwrap() + 4;
+        let total: usize = seen
+            .iter()
+            .map(|s| match s {
+                Seen::Write(b) | Seen::File(b) => b.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(
+            total - head_len,
+            declared,
+            "Content-Length matches the body"
+        );
+    }
+
+    #[test]
+    fn header_timeout_answers_408_and_idle_timeout_closes_quietly() {
+        let f = fixture();
+        let cfg = Config::default();
+        let mut s = session(&f, cfg.clone());
+        assert_eq!(s.feed(Peer::Client, b"GET /a.txt HT"), 0);
+        assert_eq!(run(&mut s), [Seen::Wait]);
+        let d = s.deadline().unwrap();
+        assert!(d <= Instant::now() + cfg.header_timeout);
+        s.timed_out(d);
+        let seen = run(&mut s);
+        assert!(text(&seen).starts_with("HTTP/1.1 408 "), "{seen:?}");
+        assert!(text(&seen).contains("Connection: close\r\n"));
+        assert_eq!(&seen[1..], [Seen::Shutdown, Seen::Wait]);
+        // Lingering: input is discarded until EOF or the linger deadline.
+        assert_eq!(s.feed(Peer::Client, b"more"), 4);
+        s.timed_out(s.deadline().unwrap());
+        assert_eq!(run(&mut s), [Seen::Close]);
+
+        let mut s = session(&f, cfg.clone());
+        s.feed(Peer::Client, GET_A);
+        run(&mut s);
+        let d = s.deadline().unwrap();
+        assert!(d > Instant::now() + cfg.keepalive_timeout - Duration::from_secs(1));
+        s.timed_out(d);
+        assert_eq!(run(&mut s), [Seen::Close], "idle: no 408, just close");
+    }
+
+    #[test]
+    fn drain_max_requests_and_http10() {
+        let f = fixture();
+        let mut s = session(&f, Config::default());
+        s.drain();
+        assert_eq!(run(&mut s), [Seen::Close], "idle connections close at once");
+
+        let mut s = session(&f, Config::default());
+        assert_eq!(s.feed(Peer::Client, &GET_A[..10]), 0);
+        s.drain();
+        assert_eq!(run(&mut s), [Seen::Wait], "a request in flight is finished");
+        s.feed(Peer::Client, GET_A);
+        let seen = run(&mut s);
+        assert!(text(&seen).contains("Connection: close\r\n"));
+        assert!(text(&seen).ends_with("\r\n\r\nhello"));
+
+        let cfg = Config {
+            max_requests: 2,
+            ..Config::default()
+        };
+        let mut s = session(&f, cfg);
+        s.feed(Peer::Client, &GET_A.repeat(3));
+        let all = text(&run(&mut s));
+        assert_eq!(
+            all.matches("200 OK").count(),
+            2,
+            "the third is not answered"
+        );
+        assert_eq!(all.matches("Connection: close").count(), 1);
+
+        let mut s = session(&f, Config::default());
+        s.feed(Peer::Client, b"GET /a.txt HTTP/1.0\r\n\r\n");
+        let seen = run(&mut s);
+        assert!(text(&seen).contains("Connection: close"));
+        assert_eq!(&seen[1..], [Seen::Shutdown, Seen::Wait]);
+        s.eof(Peer::Client);
+        assert_eq!(run(&mut s), [Seen::Close]);
+    }
+
+    #[test]
+    fn bodies_are_discarded_and_100_continue_is_sent() {
+        let f = fixture();
+        let mut s = session(&f, Config::default());
+        let head = b"POST /a.txt HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n";
+        assert_eq!(s.feed(Peer::Client, head), head.len());
+        assert_eq!(text(&run(&mut s)), "HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!(s.feed(Peer::Client, b"01234"), 5);
+        assert_eq!(run(&mut s), [Seen::Wait]);
+        let rest = [&b"56789"[..], GET_A].concat();
+        assert_eq!(s.feed(Peer::Client, &rest), rest.len());
+        let all = text(&run(&mut s));
+        assert!(all.starts_with("HTTP/1.1 405 "), "{all}");
+        assert!(
+            all.contains("HTTP/1.1 200 OK"),
+            "the next request is a request: {all}"
+        );
+
+        // Too large: 413 and close, without reading it.
+        let mut s = session(&f, Config::default());
+        s.feed(Peer::Client, b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 99999999\r\n\r\n");
+        let all = text(&run(&mut s));
+        assert!(all.starts_with("HTTP/1.1 413 "), "{all}");
+        assert!(!all.contains("100 Continue"));
+    }
+
+    #[test]
+    fn hostile_inputs_never_panic_and_always_end() {
+        let f = fixture();
+        let inputs: &[&[u8]] = &[
+            b"",
+            b"\r\n\r\n\r\n",
+            b"GET",
+            b"\0\0\0\0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n",
+            b"GET /%ff HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET http://x HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET /../../../../etc/passwd HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: t\r\nRange: bytes=-0,-0,-0\r\n\r\n",
+        ];
+        for input in inputs {
+            let mut s = session(&f, Config::default());
+            // Byte by byte, as a slow client would send it.
+            let mut held = Vec::new();
+            for &b in *input {
+                held.push(b);
+                let n = s.feed(Peer::Client, &held);
+                held.drain(..n);
+                run(&mut s);
+            }
+            s.eof(Peer::Client);
+            let seen = run(&mut s);
+            assert_eq!(
+                seen.last(),
+                Some(&Seen::Close),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+}

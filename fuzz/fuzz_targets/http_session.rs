@@ -1,0 +1,98 @@
+//! Fuzzes the HTTP session the way a driver runs it: the input is cut into reads of
+//! fuzzer-chosen sizes, unconsumed bytes are offered again, writes are short, and timeouts,
+//! drains and EOF arrive at fuzzer-chosen moments. The session must never panic, never
+//! consume more than it was given, and always reach `Close` once the client is gone.
+#![no_main]
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use plumb_proto::http::{Config, Docroot, FsDocroot, HttpSession};
+use plumb_proto::{Action, Peer, Session};
+
+/// A document root with a small file, a large one, an index, a listing and a dotfile,
+/// created once per fuzzing process.
+fn root() -> Arc<dyn Docroot> {
+    static ROOT: OnceLock<Arc<dyn Docroot>> = OnceLock::new();
+    Arc::clone(ROOT.get_or_init(|| {
+        let dir: PathBuf = std::env::temp_dir().join(format!("plumb-fuzz-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(dir.join("site"));
+        let _ = std::fs::create_dir_all(dir.join("list/sub dir"));
+        let _ = std::fs::write(dir.join("a.txt"), b"hello");
+        let _ = std::fs::write(dir.join("big.bin"), vec![7u8; 40_000]);
+        let _ = std::fs::write(dir.join("site/index.html"), b"<h1>x</h1>");
+        let _ = std::fs::write(dir.join("list/x <&> y.txt"), b"x");
+        let _ = std::fs::write(dir.join(".hidden"), b"h");
+        Arc::new(FsDocroot::new(&dir, false).expect("fuzz root"))
+    }))
+}
+
+/// Performs actions until the session waits or closes; true on close.
+fn perform(s: &mut HttpSession, write_limit: usize) -> bool {
+    for _ in 0..10_000 {
+        match s.next_action() {
+            Action::Write(_, b) => {
+                let n = b.len().min(write_limit);
+                s.written(Peer::Client, n);
+            }
+            Action::SendFile { len, .. } => {
+                s.written(Peer::Client, (len as usize).min(write_limit * 4));
+            }
+            Action::Shutdown(_) => {}
+            Action::Close => return true,
+            Action::Wait => return false,
+            Action::Connect => panic!("HTTP never connects upstream"),
+        }
+        while s.take_log().is_some() {}
+    }
+    panic!("the session never waits or closes");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&knobs, data)) = data.split_first() else {
+        return;
+    };
+    let cfg = Config {
+        max_requests: u64::from(knobs & 3),
+        hidden: knobs & 4 != 0,
+        ..Config::default()
+    };
+    let mut s = HttpSession::new(Arc::new(cfg), root(), "127.0.0.1:1");
+    let write_limit = 1 + usize::from(knobs >> 3) * 97;
+    let mut held: Vec<u8> = Vec::new();
+    let mut rest = data;
+    let mut closed = false;
+    while !rest.is_empty() && !closed {
+        // The first byte of each step picks the read size and an event.
+        let step = rest[0];
+        rest = &rest[1..];
+        let take = (usize::from(step & 0x3f) * 7 + 1).min(rest.len());
+        held.extend_from_slice(&rest[..take]);
+        rest = &rest[take..];
+        if s.wants_read(Peer::Client) {
+            let n = s.feed(Peer::Client, &held);
+            assert!(n <= held.len());
+            held.drain(..n);
+        }
+        match step >> 6 {
+            1 => s.timed_out(s.deadline().unwrap_or_else(Instant::now) + Duration::from_millis(1)),
+            2 if step & 0x20 != 0 => s.drain(),
+            _ => {}
+        }
+        closed = perform(&mut s, write_limit);
+    }
+    if !closed {
+        s.eof(Peer::Client);
+        closed = perform(&mut s, write_limit);
+    }
+    if !closed {
+        // Lingering after a shutdown ends at its deadline.
+        if let Some(d) = s.deadline() {
+            s.timed_out(d);
+        }
+        closed = perform(&mut s, write_limit);
+    }
+    assert!(closed, "the session did not close after the client's EOF");
+});

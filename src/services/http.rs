@@ -1,0 +1,27 @@
+//! The HTTP static-file service (`plumb serve`): one sans-IO
+//! [`plumb_proto::http::HttpSession`] per connection over a shared document root.
+
+use std::sync::Arc;
+
+use plumb_proto::Session;
+use plumb_proto::http::{Config, Docroot, HttpSession};
+
+use super::Service;
+
+pub struct HttpService {
+    pub config: Arc<Config>,
+    pub root: Arc<dyn Docroot>,
+}
+
+impl Service for HttpService {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+    fn session(&self, peer: &str) -> Box<dyn Session + Send> {
+        Box::new(HttpSession::new(
+            Arc::clone(&self.config),
+            Arc::clone(&self.root),
+            peer,
+        ))
+    }
+}
