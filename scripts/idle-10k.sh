@@ -49,7 +49,9 @@ trap cleanup EXIT
 if [ "$proto" = http ]; then
     mkdir "$work/root"
     head -c 1024 /dev/zero | tr '\0' 'x' > "$work/root/1k.txt"
+    # A keep-alive timeout longer than the run, so no idle connection is closed by design.
     "$plumb" serve "$work/root" --listen 127.0.0.1:0 --model event --workers 1 -q \
+        --keepalive-timeout 300 --header-timeout 300 \
         2> "$work/stderr" &
     pid=$!
     http=(--http /1k.txt)

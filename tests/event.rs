@@ -7,9 +7,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::http::{Client, get};
 use common::*;
 
 /// Idle connections the main test holds open.
@@ -28,15 +31,43 @@ fn open_sockets(pid: i32) -> usize {
         .unwrap_or(0)
 }
 
-/// One echo round trip on a fresh connection.
-fn round_trip(addr: &str, msg: &[u8]) {
-    let mut c = connect(addr);
-    send_and_shutdown(&mut c, msg);
-    assert_eq!(read_to_end(&mut c), msg);
+/// What the idle connections speak.
+#[derive(Debug, Clone, Copy)]
+enum Proto {
+    Echo,
+    Http,
 }
 
-#[test]
-fn holds_2000_idle_connections_while_serving_others() {
+/// One exchange on an open connection: an echo of `n`, or `GET /a.txt` (kept alive).
+fn exchange(proto: Proto, c: &mut Client, n: usize) {
+    match proto {
+        Proto::Echo => {
+            let msg = format!("{n:05}");
+            c.send(msg.as_bytes());
+            let mut buf = [0u8; 5];
+            c.stream
+                .read_exact(&mut buf)
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert_eq!(&buf, msg.as_bytes());
+        }
+        Proto::Http => {
+            c.send(&get("/a.txt", ""));
+            let r = c.response(false);
+            assert_eq!((r.status, &r.body[..]), (200, &b"hello"[..]), "{n}");
+            assert!(!r.closes(), "{n}: kept alive");
+        }
+    }
+}
+
+/// Opens a fresh connection and makes one exchange on it.
+fn one_request(proto: Proto, addr: &str, n: usize) {
+    let mut c = Client::new(addr);
+    exchange(proto, &mut c, n);
+}
+
+/// Holds [`IDLE`] connections open (each used once, then idle) while other clients keep
+/// being served, then checks every idle connection still answers.
+fn holds_idle_connections(proto: Proto) {
     let (soft, _) = plumb_sys::nofile_limit().unwrap();
     let limit = plumb_sys::raise_nofile_limit().unwrap_or(soft);
     assert!(
@@ -44,8 +75,10 @@ fn holds_2000_idle_connections_while_serving_others() {
         "this test needs {} descriptors; the hard limit is {limit}",
         IDLE + 200
     );
-    let server = Server::start(&[
-        "echo",
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
+    let root = dir.path().to_str().unwrap();
+    let common = [
         "--model",
         "event",
         "--workers",
@@ -53,28 +86,33 @@ fn holds_2000_idle_connections_while_serving_others() {
         "--listen",
         "127.0.0.1:0",
         "-q",
-    ]);
+    ];
+    let mut args: Vec<&str> = match proto {
+        Proto::Echo => vec!["echo"],
+        // Idle keep-alive connections must outlive the test's slowest phase.
+        Proto::Http => vec!["serve", root, "--keepalive-timeout", "120"],
+    };
+    args.extend(common);
+    let server = Server::start(&args);
     let addr = server.addr().to_string();
 
     // Normal traffic keeps flowing on fresh connections the whole time.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let traffic = {
         let (addr, stop) = (addr.clone(), stop.clone());
         thread::spawn(move || {
-            let mut served = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                round_trip(&addr, format!("request {served}").as_bytes());
+            let mut served = 0;
+            while !stop.load(Ordering::Relaxed) {
+                one_request(proto, &addr, served);
                 served += 1;
             }
             served
         })
     };
 
-    let mut idle: Vec<TcpStream> = Vec::with_capacity(IDLE);
-    for i in 0..IDLE {
-        let s = TcpStream::connect(&addr).unwrap_or_else(|e| panic!("connection {i}: {e}"));
-        s.set_read_timeout(Some(DEADLINE)).unwrap();
-        idle.push(s);
+    let mut idle: Vec<Client> = (0..IDLE).map(|_| Client::new(&addr)).collect();
+    for (i, c) in idle.iter_mut().enumerate() {
+        exchange(proto, c, i);
     }
     // Accepted, not just queued in the backlog: the server holds a socket for each.
     assert!(
@@ -84,10 +122,12 @@ fn holds_2000_idle_connections_while_serving_others() {
     );
     // Idle for a while, with requests served meanwhile.
     let t0 = Instant::now();
+    let mut n = 0;
     while t0.elapsed() < Duration::from_millis(500) {
-        round_trip(&addr, b"meanwhile");
+        one_request(proto, &addr, n);
+        n += 1;
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     let served = traffic.join().unwrap();
     assert!(
         served > 0,
@@ -95,18 +135,22 @@ fn holds_2000_idle_connections_while_serving_others() {
     );
 
     // Every idle connection is still open and answers.
-    for (i, s) in idle.iter_mut().enumerate() {
-        s.write_all(format!("{i:05}").as_bytes()).unwrap();
-    }
-    for (i, s) in idle.iter_mut().enumerate() {
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf)
-            .unwrap_or_else(|e| panic!("idle connection {i}: {e}"));
-        assert_eq!(&buf, format!("{i:05}").as_bytes());
+    for (i, c) in idle.iter_mut().enumerate() {
+        exchange(proto, c, i);
     }
     drop(idle);
     let (st, err) = server.stop();
     assert!(st.success(), "{err}");
+}
+
+#[test]
+fn holds_2000_idle_echo_connections_while_serving_others() {
+    holds_idle_connections(Proto::Echo);
+}
+
+#[test]
+fn holds_2000_idle_keep_alive_http_connections_while_serving_others() {
+    holds_idle_connections(Proto::Http);
 }
 
 #[test]
@@ -192,7 +236,7 @@ fn a_peer_that_stops_reading_is_cut_off_and_others_are_served() {
     let mut hog_w = &hog;
     let cut_off = loop {
         // Meanwhile the single loop keeps serving everyone else.
-        round_trip(&addr, b"still here");
+        one_request(Proto::Echo, &addr, 0);
         match hog_w.write(&chunk) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
