@@ -209,6 +209,13 @@ impl Conn {
         self.pump(io, slot)
     }
 
+    /// The first run of a just-accepted connection: its input is tried without waiting for
+    /// the poller to report it.
+    pub(super) fn pump_fresh(&mut self, io: &mut Io<'_>, slot: usize) -> Flow {
+        self.client.readable = true;
+        self.pump(io, slot)
+    }
+
     /// The loop is draining: tell the session, then let it act on that.
     pub(super) fn drain(&mut self, io: &mut Io<'_>, slot: usize) -> Flow {
         self.session.drain();

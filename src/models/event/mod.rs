@@ -326,6 +326,7 @@ impl<'s> EventLoop<'s> {
             if let Some(c) = self.conns.remove(slot) {
                 c.finish(&mut self.records, now, self.by);
             }
+            self.compact_deadlines();
             return;
         }
         let write_timeout = self.server.options.write_timeout;
@@ -343,6 +344,19 @@ impl<'s> EventLoop<'s> {
                 self.deadlines.push(Due { at, slot, id: c.id });
             }
         }
+    }
+
+    /// Drops the heap entries of closed connections once they outnumber the live ones.
+    fn compact_deadlines(&mut self) {
+        if self.deadlines.len() <= 2 * self.conns.len() + 1024 {
+            return;
+        }
+        let conns = &mut self.conns;
+        self.deadlines.retain(|due| {
+            conns
+                .get_mut(due.slot)
+                .is_some_and(|c| c.id == due.id && c.armed == Some(due.at))
+        });
     }
 
     fn fire_deadlines(&mut self, now: Instant) {
@@ -423,13 +437,19 @@ impl<'s> EventLoop<'s> {
             .insert(Conn::new(self.next_id, session, stream, peer, now));
         let (conns, mut io) = self.io(now);
         let Some(c) = conns.get_mut(slot) else { return };
-        if let Err(e) = c.register(io.registry, slot) {
+        // Most clients send their request right after connecting, so it is usually here
+        // already: serve it now instead of after another trip through epoll (a wasted read
+        // when it is not). A connection that is done by then never enters the poll set; any
+        // other is registered after the fact, and since registering reports the readiness
+        // the socket has at that moment, nothing that arrived meanwhile is missed.
+        let flow = c.pump_fresh(&mut io, slot);
+        if flow != Flow::Close
+            && let Err(e) = c.register(io.registry, slot)
+        {
             log::warn!("cannot watch a new connection: {e}");
             self.settle(slot, Flow::Close, now);
             return;
         }
-        // Let the session start (a relay connects to its upstream at once).
-        let flow = c.pump(&mut io, slot);
         self.settle(slot, flow, now);
     }
 

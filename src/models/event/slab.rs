@@ -54,8 +54,7 @@ impl<T> Slab<T> {
         Some(value)
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.len
     }
 

@@ -4,6 +4,10 @@
 //! whose deadline has since moved (or whose connection is gone) is recognised as stale when it
 //! comes due and simply dropped.
 //!
+//! Entries of closed connections stay until they come due; when they outnumber the live
+//! connections the loop drops them all in one pass ([`Deadlines::retain`]), so a stream of
+//! short connections (each arming a header timeout) cannot grow the heap without bound.
+//!
 //! A deadline that moves *later* (the keep-alive idle timer after every request) pushes
 //! nothing: the earlier entry fires, the connection finds nothing due and re-arms at its new
 //! deadline. So a busy keep-alive connection costs one heap entry per timeout period, not one
@@ -50,9 +54,16 @@ impl Deadlines {
         Some(due)
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.heap.len()
+    }
+
+    /// Drops the entries `keep` rejects (the loop's compaction of stale entries).
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&Due) -> bool) {
+        self.heap.retain(|Reverse(d)| keep(d));
+        if self.heap.len() * 4 < self.heap.capacity() {
+            self.heap.shrink_to_fit();
+        }
     }
 }
 
@@ -85,5 +96,24 @@ mod tests {
         }
         assert_eq!(d.len(), 0);
         assert_eq!(d.next(), None);
+    }
+
+    #[test]
+    fn retain_drops_rejected_entries_and_keeps_order() {
+        let t0 = Instant::now();
+        let mut d = Deadlines::default();
+        for slot in 0..100 {
+            d.push(Due {
+                at: t0 + Duration::from_millis(100 - slot as u64),
+                slot,
+                id: 0,
+            });
+        }
+        d.retain(|due| due.slot % 10 == 0);
+        assert_eq!(d.len(), 10);
+        let order: Vec<usize> = std::iter::from_fn(|| d.pop_due(t0 + Duration::from_secs(1)))
+            .map(|due| due.slot)
+            .collect();
+        assert_eq!(order, [90, 80, 70, 60, 50, 40, 30, 20, 10, 0]);
     }
 }
