@@ -120,6 +120,9 @@ pub struct HttpSession {
     shut: bool,
     client_eof: bool,
     draining: bool,
+    /// The connection ends after a complete request that asked for no keep-alive: close at
+    /// once unless more input follows it (see [`Session::feed`]).
+    clean_end: bool,
     requests: u64,
     /// Bytes of a request not yet answered have arrived (so a timeout is a 408).
     mid_request: bool,
@@ -155,6 +158,7 @@ impl HttpSession {
             shut: false,
             client_eof: false,
             draining: false,
+            clean_end: false,
             requests: 0,
             mid_request: false,
             deadline,
@@ -348,6 +352,7 @@ impl HttpSession {
             self.deadline = Some(Instant::now() + self.cfg.keepalive_timeout);
         } else {
             self.finish_connection(Ending::Linger);
+            self.clean_end = true;
         }
     }
 
@@ -563,6 +568,16 @@ impl Session for HttpSession {
         loop {
             let rest = &input[used..];
             if matches!(self.reading, Reading::Closed) {
+                if self.clean_end && !self.shut && self.ending != Ending::Open {
+                    // Like nginx: linger (shut down, discard until EOF) only when the client
+                    // sent more than the request it was answered; otherwise nothing is unread
+                    // and closing at once cannot reset the answer away.
+                    self.ending = if rest.is_empty() {
+                        Ending::Close
+                    } else {
+                        Ending::Linger
+                    };
+                }
                 return input.len();
             }
             if rest.is_empty() {
@@ -1022,13 +1037,25 @@ mod tests {
         );
         assert_eq!(all.matches("Connection: close").count(), 1);
 
+        // A request without keep-alive and nothing after it: answered, then closed at once.
         let mut s = session(&f, Config::default());
         s.feed(Peer::Client, b"GET /a.txt HTTP/1.0\r\n\r\n");
         let seen = run(&mut s);
         assert!(text(&seen).contains("Connection: close"));
+        assert_eq!(&seen[1..], [Seen::Close]);
+        // More bytes after it: those are unread, so linger until the client's EOF.
+        let mut s = session(&f, Config::default());
+        s.feed(Peer::Client, b"GET /a.txt HTTP/1.0\r\n\r\nGET /");
+        let seen = run(&mut s);
         assert_eq!(&seen[1..], [Seen::Shutdown, Seen::Wait]);
         s.eof(Peer::Client);
         assert_eq!(run(&mut s), [Seen::Close]);
+        // ...also when they come in a later read, before the answer has gone out.
+        let mut s = session(&f, Config::default());
+        s.feed(Peer::Client, b"GET /a.txt HTTP/1.0\r\n\r\n");
+        s.feed(Peer::Client, b"extra");
+        let seen = run(&mut s);
+        assert_eq!(&seen[1..], [Seen::Shutdown, Seen::Wait]);
     }
 
     #[test]
