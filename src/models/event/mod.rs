@@ -3,8 +3,11 @@
 //! across the loops and they share nothing. A loop serves thousands of connections at once and
 //! an idle one costs a slot, its session and a heap entry, not a thread and a stack: the
 //! lecture's answer to the thread pool being starved by slow or idle clients. What it costs:
-//! every action must be non-blocking (no file or DNS work that can stall the loop), and a
-//! session that computes for long delays every other connection of its loop.
+//! whatever blocks blocks the whole loop. Sockets never do here, but opening and reading a
+//! file (HTTP) and resolving a relay's upstream name run in the loop: quick from the page
+//! cache and /etc/hosts, a stall for every connection of the loop on a slow disk or DNS
+//! server (nginx has the same limit without its thread pools). Likewise a session that
+//! computes for long delays its neighbours.
 //!
 //! UNIX listeners cannot use `SO_REUSEPORT`; every loop polls the one shared socket and the
 //! losers of a race get `EAGAIN`. Signals reach the loops the way they reach every in-process
@@ -20,16 +23,18 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::{Server, in_process, is_out_of_descriptors};
-use crate::net::{Listener, Stream};
+use crate::net::Stream;
 use crate::report::{Record, Summary};
 
 mod conn;
+mod listen;
 mod records;
 mod slab;
 mod timers;
 mod upstream;
 
 use conn::{Conn, Flow, Io, Readiness};
+use listen::{LoopListener, loop_listeners};
 use records::Batcher;
 use slab::Slab;
 use timers::{Deadlines, Due};
@@ -100,78 +105,6 @@ pub fn run(server: &Server) -> io::Result<Summary> {
             result
         })
     })
-}
-
-/// One loop's listening sockets: a dup of each shared listener for the first loop, a fresh
-/// `SO_REUSEPORT` socket on the same address for the others (UNIX: a dup for all).
-fn loop_listeners(listeners: &[Listener], index: usize) -> io::Result<Vec<LoopListener>> {
-    let mut out = Vec::with_capacity(listeners.len());
-    for l in listeners {
-        let own = match l {
-            Listener::Unix(u, _) => {
-                LoopListener::Unix(mio::net::UnixListener::from_std(u.try_clone()?))
-            }
-            Listener::Tcp(t) if index == 0 => {
-                LoopListener::Tcp(mio::net::TcpListener::from_std(t.try_clone()?))
-            }
-            Listener::Tcp(_) => match l.reuse_port_clone() {
-                Ok(Listener::Tcp(t)) => {
-                    t.set_nonblocking(true)?;
-                    LoopListener::Tcp(mio::net::TcpListener::from_std(t))
-                }
-                Ok(Listener::Unix(..)) => {
-                    return Err(io::Error::other("a TCP listener cloned as UNIX"));
-                }
-                Err(e) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!(
-                            "cannot open a listener on {} for event loop {}: {e}",
-                            l.local_addr(),
-                            index + 1
-                        ),
-                    ));
-                }
-            },
-        };
-        out.push(own);
-    }
-    Ok(out)
-}
-
-enum LoopListener {
-    Tcp(mio::net::TcpListener),
-    Unix(mio::net::UnixListener),
-}
-
-impl LoopListener {
-    /// Accepts one connection (already non-blocking and close-on-exec).
-    fn accept(&self) -> io::Result<(Stream, Option<SocketAddr>)> {
-        match self {
-            LoopListener::Tcp(l) => {
-                // TCP_NODELAY comes from the listener (see `register`).
-                let (s, peer) = l.accept()?;
-                Ok((Stream::Tcp(std::net::TcpStream::from(s)), Some(peer)))
-            }
-            LoopListener::Unix(l) => {
-                let (s, _) = l.accept()?;
-                Ok((Stream::Unix(std::os::unix::net::UnixStream::from(s)), None))
-            }
-        }
-    }
-
-    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        match self {
-            LoopListener::Tcp(l) => {
-                // Responses are written whole, so Nagle would only delay them. Accepted
-                // sockets inherit the option on Linux: one setsockopt per loop, not one per
-                // connection.
-                socket2::SockRef::from(&*l).set_nodelay(true)?;
-                registry.register(l, token, Interest::READABLE)
-            }
-            LoopListener::Unix(l) => registry.register(l, token, Interest::READABLE),
-        }
-    }
 }
 
 struct EventLoop<'s> {
