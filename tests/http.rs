@@ -451,9 +451,47 @@ fn timeouts(model: Model) {
     server.stop();
 }
 
+/// SIGTERM closes idle keep-alive connections at once instead of holding the shutdown for
+/// the keep-alive timeout or the grace period, and finishes an answer in flight with
+/// `Connection: close`.
+fn drain_closes_idle_connections(model: Model) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("a.txt"), b"hello").unwrap();
+    let mut server = Server::start(&[
+        "serve",
+        root.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--model",
+        model.name(),
+        "--keepalive-timeout",
+        "120",
+        "--grace",
+        "120",
+        "-q",
+    ]);
+    let ctx = format!("model {model}");
+    let mut c = Client::new(server.addr());
+    c.send(&get("/a.txt", ""));
+    assert_eq!(c.response(false).status, 200, "{ctx}");
+    server.signal(plumb_sys::signal::SIGTERM);
+    assert!(
+        c.at_eof(),
+        "{ctx}: the idle connection is closed by the drain"
+    );
+    let status = server
+        .wait_exit(DEADLINE)
+        .expect("exits well before the grace period");
+    assert!(status.success(), "{ctx}: {status}");
+}
+
 macro_rules! per_model {
     ($($name:ident => $model:expr),* $(,)?) => {
-        $(#[test] fn $name() { suite($model); timeouts($model); })*
+        $(#[test] fn $name() {
+            suite($model);
+            timeouts($model);
+            drain_closes_idle_connections($model);
+        })*
         /// The list above covers every model the binary has.
         #[test]
         fn every_model_is_tested() {
@@ -562,4 +600,37 @@ fn proxy_mode() {
         proxy.stop();
     }
     origin.stop();
+}
+
+/// IPv4, IPv6 and UNIX sockets all serve, and the log names the client of each.
+#[test]
+fn every_transport() {
+    let root = make_root();
+    let sock_dir = tempfile::tempdir().unwrap();
+    for t in Transport::ALL {
+        let Some(listen) = t.listen_arg(&sock_dir) else {
+            continue;
+        };
+        let server = Server::start(&[
+            "serve",
+            root.dir.path().to_str().unwrap(),
+            "--listen",
+            &listen,
+        ]);
+        let r = fetch(server.addr(), &get("/one_k.bin", ""));
+        assert_eq!(r.body, root.one_k, "{t:?}");
+        let host = match t {
+            Transport::V4 => "127.0.0.1 ",
+            Transport::V6 => "::1 ",
+            Transport::Unix => "unix ",
+        };
+        let logged = wait_until(DEADLINE, || {
+            server
+                .stderr()
+                .lines()
+                .any(|l| l.starts_with(host) && l.contains("GET /one_k.bin"))
+        });
+        assert!(logged, "{t:?}: {}", server.stderr());
+        server.stop();
+    }
 }

@@ -31,7 +31,9 @@ fn root() -> Arc<dyn Docroot> {
 
 /// Performs actions until the session waits or closes; true on close.
 fn perform(s: &mut HttpSession, write_limit: usize) -> bool {
-    for _ in 0..10_000 {
+    // Bounded well above the most actions a legitimate answer needs (1-byte writes of a
+    // listing or multipart body), so a session that loops forever is caught.
+    for _ in 0..2_000_000 {
         match s.next_action() {
             Action::Write(_, b) => {
                 let n = b.len().min(write_limit);

@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for seg in &p.segments {
-        assert!(!seg.is_empty() && seg != "." && seg != "..", "{target:?} -> {seg:?}");
+        assert!(
+            !seg.is_empty() && seg != "." && seg != "..",
+            "{target:?} -> {seg:?}"
+        );
         assert!(!seg.contains(['/', '\\', '\0']), "{target:?} -> {seg:?}");
         assert!(hidden || !seg.starts_with('.'), "{target:?} -> {seg:?}");
     }

@@ -26,6 +26,9 @@ macro_rules! syscall {
     }};
 }
 
+// After `syscall!`, which the module uses (macro_rules are textually scoped).
+pub mod ipc;
+
 /// Which side of `fork` we are on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fork {

@@ -102,12 +102,14 @@ enum Reading {
 enum Ending {
     /// Keep serving.
     Open,
-    /// Close at once (nothing unread: idle timeout, drain between requests).
+    /// Close at once: nothing is left unread (idle timeout, drain between requests, a close
+    /// the client asked for).
     Close,
     /// Shut our side down, discard input until the client's EOF or the linger deadline.
     Linger,
 }
 
+/// One connection's HTTP/1.1 state machine (see the module documentation).
 pub struct HttpSession {
     cfg: Arc<Config>,
     root: Arc<dyn Docroot>,
@@ -120,9 +122,6 @@ pub struct HttpSession {
     shut: bool,
     client_eof: bool,
     draining: bool,
-    /// The connection ends after a complete request that asked for no keep-alive: close at
-    /// once unless more input follows it (see [`Session::feed`]).
-    clean_end: bool,
     requests: u64,
     /// Bytes of a request not yet answered have arrived (so a timeout is a 408).
     mid_request: bool,
@@ -158,7 +157,6 @@ impl HttpSession {
             shut: false,
             client_eof: false,
             draining: false,
-            clean_end: false,
             requests: 0,
             mid_request: false,
             deadline,
@@ -350,9 +348,12 @@ impl HttpSession {
         self.mid_request = false;
         if keep_alive {
             self.deadline = Some(Instant::now() + self.cfg.keepalive_timeout);
+        } else if !head.keep_alive && !head.expect_unknown {
+            // The client asked for the close, so it sends nothing more: close at once
+            // (`feed` switches to a lingering close if more input did come with it).
+            self.finish_connection(Ending::Close);
         } else {
             self.finish_connection(Ending::Linger);
-            self.clean_end = true;
         }
     }
 
@@ -568,15 +569,10 @@ impl Session for HttpSession {
         loop {
             let rest = &input[used..];
             if matches!(self.reading, Reading::Closed) {
-                if self.clean_end && !self.shut && self.ending != Ending::Open {
-                    // Like nginx: linger (shut down, discard until EOF) only when the client
-                    // sent more than the request it was answered; otherwise nothing is unread
-                    // and closing at once cannot reset the answer away.
-                    self.ending = if rest.is_empty() {
-                        Ending::Close
-                    } else {
-                        Ending::Linger
-                    };
+                if !rest.is_empty() && self.ending == Ending::Close {
+                    // Unread input at close time would turn our FIN into a reset, which
+                    // can destroy the answer before the client reads it.
+                    self.ending = Ending::Linger;
                 }
                 return input.len();
             }
@@ -646,7 +642,9 @@ impl Session for HttpSession {
     }
 
     fn wants_read(&self, _peer: Peer) -> bool {
-        !self.client_eof
+        // Backpressure: with a file or a lot of bytes queued, further requests wait in the
+        // kernel (a lingering close still reads, to discard).
+        !self.client_eof && (matches!(self.reading, Reading::Closed) || !self.over_budget())
     }
 
     fn next_action(&mut self) -> Action<'_> {
@@ -706,11 +704,17 @@ impl Session for HttpSession {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        // While an answer is going out no timer runs: a slow reader is the driver's write
+        // timeout, and the keep-alive clock restarts when the output drains.
+        if self.out.is_empty() {
+            self.deadline
+        } else {
+            None
+        }
     }
 
     fn timed_out(&mut self, now: Instant) {
-        if self.deadline.is_none_or(|d| now < d) {
+        if !self.out.is_empty() || self.deadline.is_none_or(|d| now < d) {
             return;
         }
         self.deadline = None;
@@ -1000,6 +1004,8 @@ mod tests {
 
         let mut s = session(&f, cfg.clone());
         s.feed(Peer::Client, GET_A);
+        assert_eq!(s.deadline(), None, "no timer while an answer is queued");
+        s.timed_out(Instant::now() + Duration::from_secs(3600));
         run(&mut s);
         let d = s.deadline().unwrap();
         assert!(d > Instant::now() + cfg.keepalive_timeout - Duration::from_secs(1));
@@ -1037,25 +1043,19 @@ mod tests {
         );
         assert_eq!(all.matches("Connection: close").count(), 1);
 
-        // A request without keep-alive and nothing after it: answered, then closed at once.
         let mut s = session(&f, Config::default());
         s.feed(Peer::Client, b"GET /a.txt HTTP/1.0\r\n\r\n");
         let seen = run(&mut s);
         assert!(text(&seen).contains("Connection: close"));
-        assert_eq!(&seen[1..], [Seen::Close]);
-        // More bytes after it: those are unread, so linger until the client's EOF.
+        assert_eq!(&seen[1..], [Seen::Close], "the client asked for the close");
+
+        // More input after a close the client asked for: a lingering close.
         let mut s = session(&f, Config::default());
         s.feed(Peer::Client, b"GET /a.txt HTTP/1.0\r\n\r\nGET /");
         let seen = run(&mut s);
         assert_eq!(&seen[1..], [Seen::Shutdown, Seen::Wait]);
         s.eof(Peer::Client);
         assert_eq!(run(&mut s), [Seen::Close]);
-        // ...also when they come in a later read, before the answer has gone out.
-        let mut s = session(&f, Config::default());
-        s.feed(Peer::Client, b"GET /a.txt HTTP/1.0\r\n\r\n");
-        s.feed(Peer::Client, b"extra");
-        let seen = run(&mut s);
-        assert_eq!(&seen[1..], [Seen::Shutdown, Seen::Wait]);
     }
 
     #[test]
