@@ -449,6 +449,8 @@ pub fn unsent_bytes(fd: &impl AsRawFd) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+pub mod timerfd;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,231 @@
+//! What `plumb bench` prints: the measured totals turned into rates and percentiles, as a
+//! short human summary or one JSON document. Every error kind is always present in the JSON,
+//! and any non-zero one is printed in the summary: a bench never hides an error.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::engine::{Errors, Totals};
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+/// One run's results (the `--json` document).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Report {
+    pub target: String,
+    pub connections: usize,
+    pub threads: usize,
+    pub pipeline: usize,
+    pub close: bool,
+    /// The `--rate` asked for, if any.
+    pub rate: Option<f64>,
+    /// Responses completed in the measured window.
+    pub requests: u64,
+    pub duration_s: f64,
+    pub requests_per_sec: f64,
+    /// Bytes received (heads and bodies) in the measured window.
+    pub bytes: u64,
+    pub bytes_per_sec: f64,
+    pub latency_us: Latency,
+    /// Responses per status code (echo replies count under "echo").
+    pub status: BTreeMap<String, u64>,
+    pub errors: Errors,
+    /// Connections that got no response at all in the measured window.
+    pub starved: u64,
+}
+
+/// Describes the run for the report header.
+#[derive(Debug, Clone)]
+pub struct RunShape {
+    pub target: String,
+    pub connections: usize,
+    pub threads: usize,
+    pub pipeline: usize,
+    pub close: bool,
+    pub rate: Option<f64>,
+}
+
+impl Report {
+    pub fn new(shape: RunShape, t: &Totals) -> Report {
+        let secs = t.duration.as_secs_f64();
+        let per_sec = |x: u64| if secs > 0.0 { x as f64 / secs } else { 0.0 };
+        let h = &t.latency;
+        let us = |ns: u64| (ns as f64 / 1000.0 * 10.0).round() / 10.0;
+        let latency = if h.is_empty() {
+            Latency::default()
+        } else {
+            Latency {
+                p50: us(h.value_at_quantile(0.50)),
+                p90: us(h.value_at_quantile(0.90)),
+                p99: us(h.value_at_quantile(0.99)),
+                p999: us(h.value_at_quantile(0.999)),
+                max: us(h.max()),
+                mean: (h.mean() / 100.0).round() / 10.0,
+            }
+        };
+        let status = t
+            .status
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(code, n)| {
+                let key = if code == 0 {
+                    "echo".to_string()
+                } else {
+                    code.to_string()
+                };
+                (key, *n)
+            })
+            .collect();
+        Report {
+            target: shape.target,
+            connections: shape.connections,
+            threads: shape.threads,
+            pipeline: shape.pipeline,
+            close: shape.close,
+            rate: shape.rate,
+            requests: t.requests,
+            duration_s: secs,
+            requests_per_sec: per_sec(t.requests),
+            bytes: t.bytes,
+            bytes_per_sec: per_sec(t.bytes),
+            latency_us: latency,
+            status,
+            errors: t.errors,
+            starved: t.starved,
+        }
+    }
+
+    /// The human summary, several lines.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let mode = match (self.close, self.pipeline, self.rate) {
+            (true, _, _) => ", a new connection per request".to_string(),
+            (false, p, _) if p > 1 => format!(", pipeline {p}"),
+            _ => String::new(),
+        };
+        let rate = self
+            .rate
+            .map_or(String::new(), |r| format!(", rate {r} req/s"));
+        let _ = writeln!(
+            s,
+            "{}: {} connection{}, {} thread{}{mode}{rate}",
+            self.target,
+            self.connections,
+            plural(self.connections),
+            self.threads,
+            plural(self.threads),
+        );
+        let _ = writeln!(
+            s,
+            "  requests   {} in {:.2} s: {:.0} req/s, {}/s",
+            self.requests,
+            self.duration_s,
+            self.requests_per_sec,
+            human_bytes(self.bytes_per_sec),
+        );
+        let l = &self.latency_us;
+        let _ = writeln!(
+            s,
+            "  latency    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}{}",
+            human_us(l.p50),
+            human_us(l.p90),
+            human_us(l.p99),
+            human_us(l.p999),
+            human_us(l.max),
+            if self.rate.is_some() {
+                "  (from the scheduled send time)"
+            } else {
+                ""
+            },
+        );
+        if !self.status.is_empty() {
+            let codes: Vec<String> = self
+                .status
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let _ = writeln!(s, "  responses  {}", codes.join(", "));
+        }
+        let errs: Vec<String> = self
+            .errors
+            .by_kind()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| match *k {
+                "status" => format!("{n} with status >= 400"),
+                "bad_response" => format!("{n} bad response"),
+                "closed" => format!("{n} closed early"),
+                _ => format!("{n} {k}"),
+            })
+            .collect();
+        if self.starved > 0 {
+            let _ = writeln!(
+                s,
+                "  starved    {} of the connections got no response at all",
+                self.starved
+            );
+        }
+        if errs.is_empty() {
+            let _ = writeln!(s, "  errors     none");
+        } else {
+            let _ = writeln!(s, "  errors     {}", errs.join(", "));
+        }
+        s
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Microseconds in the unit that reads best: "87.3 us", "1.25 ms", "2.50 s".
+pub fn human_us(us: f64) -> String {
+    if us < 1000.0 {
+        format!("{us:.1} us")
+    } else if us < 1_000_000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{:.2} s", us / 1_000_000.0)
+    }
+}
+
+/// Bytes in binary units: "118.2 MiB".
+pub fn human_bytes(b: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_read_well() {
+        let cases = [
+            (87.34, "87.3 us"),
+            (1250.0, "1.25 ms"),
+            (2_500_000.0, "2.50 s"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(human_us(v), want);
+        }
+        assert_eq!(human_bytes(512.0), "512.0 B");
+        assert_eq!(human_bytes(3.0 * 1024.0 * 1024.0), "3.0 MiB");
+    }
+}

@@ -1,0 +1,415 @@
+//! What `plumb bench` talks to: parsing the target URL (`http://`, `http+unix:`, `echo://`,
+//! `unix:`), building the request bytes once, and a pre-flight exchange that turns an
+//! unreachable, refusing or wrong-protocol target into one clear error before the run.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::response::{EchoReader, HttpReader, Reader, Step};
+use crate::net::Addr;
+
+/// Where the connections go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+/// A parsed target, before resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSpec {
+    /// TCP host and port, or a UNIX socket path.
+    pub addr: Addr,
+    pub protocol: ProtocolSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtocolSpec {
+    /// HTTP/1.1: the request path and the Host header value.
+    Http { path: String, host: String },
+    /// The echo protocol.
+    Echo,
+}
+
+impl TargetSpec {
+    /// Parses `http://HOST[:PORT][/PATH]`, `http://[V6]:PORT/`, `http+unix:/SOCK[:/PATH]`,
+    /// `echo://HOST:PORT` and `unix:/PATH` (echo).
+    ///
+    /// # Errors
+    /// A malformed target, with the forms that are accepted.
+    pub fn parse(s: &str) -> Result<TargetSpec, String> {
+        let bad = |why: &str| format!("invalid target '{s}': {why}");
+        if let Some(rest) = s.strip_prefix("http://") {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            if authority.is_empty() {
+                return Err(bad("missing host"));
+            }
+            let addr = Addr::parse(authority, Some(80)).map_err(|e| bad(&e.to_string()))?;
+            check_path(path).map_err(&bad)?;
+            Ok(TargetSpec {
+                addr,
+                protocol: ProtocolSpec::Http {
+                    path: path.to_string(),
+                    host: authority.to_string(),
+                },
+            })
+        } else if let Some(rest) = s.strip_prefix("http+unix:") {
+            let (sock, path) = match rest.find(":/") {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, "/"),
+            };
+            let addr =
+                Addr::parse(&format!("unix:{sock}"), None).map_err(|e| bad(&e.to_string()))?;
+            check_path(path).map_err(&bad)?;
+            Ok(TargetSpec {
+                addr,
+                protocol: ProtocolSpec::Http {
+                    path: path.to_string(),
+                    host: "localhost".to_string(),
+                },
+            })
+        } else if let Some(rest) = s.strip_prefix("echo://") {
+            let addr =
+                Addr::parse(rest.trim_end_matches('/'), None).map_err(|e| bad(&e.to_string()))?;
+            Ok(TargetSpec {
+                addr,
+                protocol: ProtocolSpec::Echo,
+            })
+        } else if s.starts_with("unix:") {
+            let addr = Addr::parse(s, None).map_err(|e| bad(&e.to_string()))?;
+            Ok(TargetSpec {
+                addr,
+                protocol: ProtocolSpec::Echo,
+            })
+        } else {
+            Err(bad(
+                "expected http://HOST:PORT/PATH, http+unix:/SOCKET[:/PATH], echo://HOST:PORT or unix:/PATH",
+            ))
+        }
+    }
+}
+
+fn check_path(path: &str) -> Result<(), &'static str> {
+    if path.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err("the path must be URL-encoded (no spaces or control characters)")
+    }
+}
+
+/// The bytes of one HTTP request: `GET PATH HTTP/1.1`, Host, the extra headers (a Host or
+/// Connection among them replaces the default) and `Connection: close` when asked. Nothing
+/// else, so the server parses as little as under wrk.
+///
+/// # Errors
+/// A header without a colon or with a line break in it.
+pub fn build_http_request(
+    path: &str,
+    host: &str,
+    extra: &[String],
+    close: bool,
+) -> Result<Vec<u8>, String> {
+    let mut parsed = Vec::new();
+    for h in extra {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| format!("invalid header '{h}': expected 'Name: value'"))?;
+        let name = name.trim();
+        if name.is_empty()
+            || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+            || value.contains(['\r', '\n'])
+        {
+            return Err(format!("invalid header '{h}'"));
+        }
+        parsed.push((name.to_string(), value.trim().to_string()));
+    }
+    let has = |n: &str| parsed.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+    let mut req = format!("GET {path} HTTP/1.1\r\n");
+    if !has("host") {
+        req.push_str(&format!("Host: {host}\r\n"));
+    }
+    if close && !has("connection") {
+        req.push_str("Connection: close\r\n");
+    }
+    for (k, v) in &parsed {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    Ok(req.into_bytes())
+}
+
+/// The echo message: `size` bytes of a recognisable pattern.
+pub fn echo_message(size: usize) -> Arc<[u8]> {
+    (0..size)
+        .map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789"[i % 36])
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// A resolved, checked target ready for the load generator.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub endpoint: Endpoint,
+    /// One request (HTTP) or one message (echo).
+    pub request: Arc<[u8]>,
+    pub is_http: bool,
+    /// The target as the user wrote it, for messages.
+    pub shown: String,
+}
+
+impl Target {
+    /// A fresh response reader for one connection.
+    pub fn reader(&self) -> Reader {
+        if self.is_http {
+            Reader::Http(HttpReader::new())
+        } else {
+            Reader::Echo(EchoReader::new(Arc::clone(&self.request)))
+        }
+    }
+}
+
+/// Resolves the address, connects (trying every resolved address in order), sends one
+/// request and checks the answer. A server that closes without a byte or does not answer
+/// within `timeout` passes (the run will count it); a refused connection or an answer in the
+/// wrong protocol does not.
+///
+/// # Errors
+/// One line saying what is wrong with the target.
+pub fn preflight(
+    spec: &TargetSpec,
+    request: Arc<[u8]>,
+    shown: &str,
+    timeout: Duration,
+) -> anyhow::Result<Target> {
+    let is_http = matches!(spec.protocol, ProtocolSpec::Http { .. });
+    let candidates: Vec<Endpoint> = match &spec.addr {
+        Addr::Unix(p) => vec![Endpoint::Unix(p.clone())],
+        tcp => tcp
+            .resolve()
+            .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?
+            .into_iter()
+            .map(Endpoint::Tcp)
+            .collect(),
+    };
+    let mut last_err = None;
+    for endpoint in candidates {
+        match connect_blocking(&endpoint, timeout) {
+            Ok(stream) => {
+                let target = Target {
+                    endpoint,
+                    request: Arc::clone(&request),
+                    is_http,
+                    shown: shown.to_string(),
+                };
+                check_answer(stream, &target, timeout)?;
+                return Ok(target);
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    let e = last_err.unwrap_or_else(|| io::ErrorKind::NotFound.into());
+    Err(anyhow::anyhow!(
+        "cannot connect to {shown}: {}",
+        describe(&e)
+    ))
+}
+
+/// A short, lower-case description of an OS error ("connection refused").
+pub fn describe(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timed out".into(),
+        io::ErrorKind::NotFound => "no such socket".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => {
+            let s = e.to_string();
+            // "Connection reset by peer (os error 104)" -> "connection reset by peer"
+            let s = s.split(" (os error").next().unwrap_or(&s).to_string();
+            let mut c = s.chars();
+            match c.next() {
+                Some(f) => f.to_lowercase().chain(c).collect(),
+                None => s,
+            }
+        }
+    }
+}
+
+enum Blocking {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+fn connect_blocking(endpoint: &Endpoint, timeout: Duration) -> io::Result<Blocking> {
+    let timeout = timeout.max(Duration::from_millis(1));
+    match endpoint {
+        Endpoint::Tcp(sa) => {
+            let s = TcpStream::connect_timeout(sa, timeout)?;
+            s.set_read_timeout(Some(timeout))?;
+            s.set_write_timeout(Some(timeout))?;
+            Ok(Blocking::Tcp(s))
+        }
+        Endpoint::Unix(p) => {
+            let s = UnixStream::connect(p)?;
+            s.set_read_timeout(Some(timeout))?;
+            s.set_write_timeout(Some(timeout))?;
+            Ok(Blocking::Unix(s))
+        }
+    }
+}
+
+fn check_answer(stream: Blocking, target: &Target, timeout: Duration) -> anyhow::Result<()> {
+    let (mut r, mut w): (Box<dyn Read>, Box<dyn Write>) = match stream {
+        Blocking::Tcp(s) => (Box::new(s.try_clone()?), Box::new(s)),
+        Blocking::Unix(s) => (Box::new(s.try_clone()?), Box::new(s)),
+    };
+    let shown = &target.shown;
+    if let Err(e) = w.write_all(&target.request) {
+        // A server that closes at once is the run's to count, not a setup error.
+        log::debug!("pre-flight write to {shown}: {e}");
+        return Ok(());
+    }
+    let mut reader = target.reader();
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = Instant::now() + timeout;
+    let mut got_any = false;
+    while Instant::now() < deadline {
+        let n = match r.read(&mut buf) {
+            Ok(0) => {
+                return match reader.eof() {
+                    Some(_) => Ok(()),
+                    None if got_any && !target.is_http => Err(anyhow::anyhow!(
+                        "{shown} is not an echo server (it closed before echoing the message)"
+                    )),
+                    None => Ok(()),
+                };
+            }
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Ok(()),
+        };
+        got_any = true;
+        let mut off = 0;
+        while off < n {
+            match reader.feed(&buf[off..n]) {
+                Ok((_, Step::Done(_))) => return Ok(()),
+                Ok((used, Step::More)) => off += used,
+                Err(e) if target.is_http => {
+                    anyhow::bail!("{shown} did not answer with HTTP/1.x: {e}")
+                }
+                Err(_) => anyhow::bail!(
+                    "{shown} is not an echo server (it answered with different bytes)"
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_target_form() {
+        let http = |host: &str, port: u16, path: &str, hosthdr: &str| TargetSpec {
+            addr: Addr::Tcp {
+                host: host.into(),
+                port,
+            },
+            protocol: ProtocolSpec::Http {
+                path: path.into(),
+                host: hosthdr.into(),
+            },
+        };
+        let cases: &[(&str, TargetSpec)] = &[
+            (
+                "http://127.0.0.1:8080/index.html",
+                http("127.0.0.1", 8080, "/index.html", "127.0.0.1:8080"),
+            ),
+            ("http://localhost", http("localhost", 80, "/", "localhost")),
+            ("http://[::1]:9000/", http("::1", 9000, "/", "[::1]:9000")),
+            (
+                "http+unix:/tmp/s.sock:/a/b",
+                TargetSpec {
+                    addr: Addr::Unix("/tmp/s.sock".into()),
+                    protocol: ProtocolSpec::Http {
+                        path: "/a/b".into(),
+                        host: "localhost".into(),
+                    },
+                },
+            ),
+            (
+                "http+unix:/tmp/s.sock",
+                TargetSpec {
+                    addr: Addr::Unix("/tmp/s.sock".into()),
+                    protocol: ProtocolSpec::Http {
+                        path: "/".into(),
+                        host: "localhost".into(),
+                    },
+                },
+            ),
+            (
+                "echo://127.0.0.1:7007",
+                TargetSpec {
+                    addr: Addr::Tcp {
+                        host: "127.0.0.1".into(),
+                        port: 7007,
+                    },
+                    protocol: ProtocolSpec::Echo,
+                },
+            ),
+            (
+                "unix:/tmp/e.sock",
+                TargetSpec {
+                    addr: Addr::Unix("/tmp/e.sock".into()),
+                    protocol: ProtocolSpec::Echo,
+                },
+            ),
+        ];
+        for (s, want) in cases {
+            assert_eq!(&TargetSpec::parse(s).unwrap(), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_targets() {
+        for s in [
+            "ftp://x",
+            "127.0.0.1:80",
+            "http://",
+            "http://h:99999/",
+            "echo://nohost",
+            "http://h:1/a b",
+            "unix:",
+        ] {
+            assert!(TargetSpec::parse(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn request_has_defaults_overrides_and_close() {
+        let r = build_http_request("/x", "h:1", &["Host: other".into()], true).unwrap();
+        let r = String::from_utf8(r).unwrap();
+        assert!(r.starts_with("GET /x HTTP/1.1\r\n"));
+        assert!(r.contains("Host: other\r\n") && !r.contains("Host: h:1"));
+        assert!(r.contains("Connection: close\r\n"));
+        assert!(r.ends_with("\r\n\r\n"));
+        assert!(build_http_request("/", "h", &["nocolon".into()], false).is_err());
+        assert!(build_http_request("/", "h", &["A: b\r\nC: d".into()], false).is_err());
+    }
+}

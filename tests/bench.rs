@@ -1,0 +1,401 @@
+//! End-to-end tests of `plumb bench`: against a real `plumb echo` (counts, pipelining, UNIX
+//! sockets, --rate), against small misbehaving HTTP servers written here (500s, early closes,
+//! silence), the --json document, and the one-line errors for bad targets and options.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use common::{Server, run_plumb};
+use serde_json::Value;
+
+fn bench_json(args: &[&str]) -> Value {
+    let mut full = vec!["bench"];
+    full.extend_from_slice(args);
+    full.push("--json");
+    let (code, out, err) = run_plumb(&full, b"");
+    assert_eq!(code, 0, "plumb {full:?} failed: {err}");
+    serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out)))
+}
+
+fn errors(v: &Value) -> BTreeMap<String, u64> {
+    v["errors"]
+        .as_object()
+        .expect("errors object")
+        .iter()
+        .map(|(k, n)| (k.clone(), n.as_u64().expect("count")))
+        .collect()
+}
+
+fn assert_no_errors(v: &Value) {
+    let e = errors(v);
+    assert!(e.values().all(|n| *n == 0), "errors: {e:?}");
+}
+
+fn echo_server() -> Server {
+    Server::start(&["echo", "--listen", "127.0.0.1:0", "--model", "thread", "-q"])
+}
+
+#[test]
+fn counts_exactly_the_requests_asked_for_against_plumb_echo() {
+    let server = echo_server();
+    let target = format!("echo://{}", server.addr());
+    for (extra, n) in [
+        (&["-c", "4"][..], 500u64),
+        (&["-c", "3", "-t", "2", "--size", "1000"][..], 301),
+        (&["-c", "2", "--pipeline", "8"][..], 403),
+        (&["-c", "2", "--close"][..], 50),
+    ] {
+        let n_s = n.to_string();
+        let mut args = vec![target.as_str(), "-n", &n_s];
+        args.extend_from_slice(extra);
+        let v = bench_json(&args);
+        assert_eq!(v["requests"], n, "{args:?}: {v}");
+        assert_eq!(v["status"]["echo"], n, "{args:?}");
+        assert_no_errors(&v);
+        let size: u64 = if extra.contains(&"1000") { 1000 } else { 64 };
+        assert_eq!(v["bytes"], n * size, "{args:?}");
+    }
+    server.stop();
+}
+
+#[test]
+fn benches_an_echo_server_on_a_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = format!("unix:{}", dir.path().join("e.sock").display());
+    let server = Server::start(&["echo", "--listen", &path, "--model", "pool", "-q"]);
+    let v = bench_json(&[&path, "-n", "200", "-c", "4"]);
+    assert_eq!(v["requests"], 200);
+    assert_no_errors(&v);
+    server.stop();
+}
+
+#[test]
+fn json_has_every_documented_field() {
+    let server = echo_server();
+    let v = bench_json(&[
+        &format!("echo://{}", server.addr()),
+        "-d",
+        "300ms",
+        "-c",
+        "2",
+    ]);
+    for key in [
+        "requests",
+        "duration_s",
+        "requests_per_sec",
+        "bytes_per_sec",
+        "latency_us",
+        "status",
+        "errors",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    for key in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(v["latency_us"][key].as_f64().is_some(), "latency_us.{key}");
+    }
+    for key in ["connect", "read", "write", "timeout", "bad_response"] {
+        assert!(v["errors"][key].as_u64().is_some(), "errors.{key}");
+    }
+    assert!(v["requests"].as_u64().unwrap() > 0);
+    let d = v["duration_s"].as_f64().unwrap();
+    assert!((0.29..0.5).contains(&d), "duration {d}");
+    let p50 = v["latency_us"]["p50"].as_f64().unwrap();
+    let max = v["latency_us"]["max"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 <= max);
+    server.stop();
+}
+
+#[test]
+fn rate_holds_the_asked_throughput() {
+    let server = echo_server();
+    let v = bench_json(&[
+        &format!("echo://{}", server.addr()),
+        "--rate",
+        "400",
+        "-d",
+        "2",
+        "-c",
+        "4",
+    ]);
+    let n = v["requests"].as_u64().unwrap() as f64;
+    // 400 req/s for 2 s: 800 requests, within a few percent.
+    assert!(
+        (776.0..=824.0).contains(&n),
+        "{n} requests at --rate 400 for 2 s"
+    );
+    assert_eq!(v["rate"], 400.0);
+    assert_no_errors(&v);
+    server.stop();
+}
+
+/// How the test HTTP server answers the k-th request (from 0) on a connection.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// Every response is a 500.
+    AlwaysError,
+    /// Two good responses per connection, then half a head and a close.
+    CloseEarly,
+    /// Accepts and reads, never answers.
+    Silent,
+    /// Greets with a line at once, as SSH or SMTP do, then stays silent.
+    Banner,
+}
+
+/// A tiny HTTP/1.1 server on 127.0.0.1:0, one thread per connection (threads only; the test
+/// process never forks). Stops accepting when dropped.
+struct TestHttp {
+    addr: String,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<thread::JoinHandle<()>>,
+}
+
+impl TestHttp {
+    fn start(behaviour: Behaviour) -> TestHttp {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let acceptor = thread::spawn(move || {
+            for conn in listener.incoming() {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let flag = Arc::clone(&flag);
+                thread::spawn(move || serve(conn, behaviour, &flag));
+            }
+        });
+        TestHttp {
+            addr,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+}
+
+impl Drop for TestHttp {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the blocked accept.
+        let _ = TcpStream::connect(&self.addr);
+        if let Some(h) = self.acceptor.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn serve(mut conn: TcpStream, behaviour: Behaviour, stop: &AtomicBool) {
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut served = 0;
+    if let Behaviour::Banner = behaviour {
+        let _ = conn.write_all(b"SSH-2.0-test\r\n");
+    }
+    loop {
+        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            pending.drain(..end + 4);
+            let reply: &[u8] = match behaviour {
+                Behaviour::AlwaysError => {
+                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops"
+                }
+                Behaviour::CloseEarly if served < 2 => {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                }
+                Behaviour::CloseEarly => {
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Le");
+                    return;
+                }
+                Behaviour::Silent | Behaviour::Banner => b"",
+            };
+            if conn.write_all(reply).is_err() {
+                return;
+            }
+            served += 1;
+        }
+        match conn.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(_) if !stop.load(Ordering::Relaxed) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+#[test]
+fn counts_500_responses_as_status_errors() {
+    let server = TestHttp::start(Behaviour::AlwaysError);
+    let v = bench_json(&[&format!("http://{}/", server.addr), "-n", "50", "-c", "2"]);
+    assert_eq!(v["requests"], 50);
+    assert_eq!(v["status"]["500"], 50);
+    let e = errors(&v);
+    assert_eq!(e["status"], 50, "{e:?}");
+    // The text summary says it too.
+    let (code, out, _) = run_plumb(
+        &[
+            "bench",
+            &format!("http://{}/", server.addr),
+            "-n",
+            "10",
+            "-c",
+            "1",
+        ],
+        b"",
+    );
+    assert_eq!(code, 0);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("500: 10"), "{out}");
+    assert!(out.contains("10 with status >= 400"), "{out}");
+}
+
+#[test]
+fn counts_connections_closed_mid_response() {
+    let server = TestHttp::start(Behaviour::CloseEarly);
+    let v = bench_json(&[&format!("http://{}/", server.addr), "-n", "60", "-c", "1"]);
+    let e = errors(&v);
+    let ok = v["status"]["200"].as_u64().unwrap_or(0);
+    // Every third request on a connection is cut short: 40 complete, 20 closed.
+    assert_eq!(ok, 40, "{v}");
+    assert_eq!(e["closed"], 20, "{e:?}");
+    assert_eq!(v["requests"], 40);
+    let (_, out, _) = run_plumb(
+        &[
+            "bench",
+            &format!("http://{}/", server.addr),
+            "-n",
+            "6",
+            "-c",
+            "1",
+        ],
+        b"",
+    );
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("2 closed early"), "{out}");
+}
+
+#[test]
+fn counts_timeouts_against_a_silent_server() {
+    let server = TestHttp::start(Behaviour::Silent);
+    let v = bench_json(&[
+        &format!("http://{}/", server.addr),
+        "-d",
+        "1",
+        "-c",
+        "2",
+        "--timeout",
+        "200ms",
+    ]);
+    assert_eq!(v["requests"], 0);
+    assert!(errors(&v)["timeout"] >= 4, "{v}");
+}
+
+#[test]
+fn unreachable_target_is_one_line_and_exit_1() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for target in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("echo://127.0.0.1:{port}"),
+        "unix:/nonexistent/plumb.sock".to_string(),
+    ] {
+        let (code, out, err) = run_plumb(&["bench", &target, "-n", "1"], b"");
+        assert_eq!(code, 1, "{target}: {err}");
+        assert!(out.is_empty());
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("plumb: cannot connect to"), "{err}");
+    }
+}
+
+#[test]
+fn wrong_protocol_is_one_line_and_exit_1() {
+    let server = echo_server();
+    let (code, _, err) = run_plumb(
+        &["bench", &format!("http://{}/", server.addr()), "-n", "1"],
+        b"",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("did not answer with HTTP"), "{err}");
+    let banner = TestHttp::start(Behaviour::Banner);
+    let (code, _, err) = run_plumb(
+        &["bench", &format!("echo://{}", banner.addr), "-n", "1"],
+        b"",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not an echo server"), "{err}");
+    let (code, _, err) = run_plumb(
+        &["bench", &format!("http://{}/", banner.addr), "-n", "1"],
+        b"",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("did not answer with HTTP"), "{err}");
+    server.stop();
+}
+
+#[test]
+fn bad_options_exit_2_with_one_line() {
+    for args in [
+        &["bench", "http://127.0.0.1:1/", "-c", "0"][..],
+        &["bench", "http://127.0.0.1:1/", "-d", "soon"],
+        &["bench", "ftp://127.0.0.1:1/"],
+        &["bench", "http://127.0.0.1:1/", "--rate=-5"],
+        &["bench", "http://127.0.0.1:1/", "--close", "--pipeline", "4"],
+        &["bench", "http://127.0.0.1:1/", "-H", "no colon"],
+        &["bench", "echo://127.0.0.1:1", "--size", "0"],
+        &["bench", "http://127.0.0.1:1/", "-t", "4", "-c", "2"],
+    ] {
+        let (code, _, err) = run_plumb(args, b"");
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("plumb: "), "{err}");
+    }
+}
+
+#[test]
+fn benches_http_over_a_unix_socket() {
+    use std::os::unix::net::UnixListener;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    // A thread per connection; every request (ending at the blank line) gets a 200. The
+    // acceptor thread is left blocked in accept when the test ends; the socket file goes
+    // with the temp dir.
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            thread::spawn(move || {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if conn.write_all(ok).is_err() {
+                            return;
+                        }
+                    }
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    let target = format!("http+unix:{}:/x", path.display());
+    let v = bench_json(&[&target, "-n", "300", "-c", "3"]);
+    assert_eq!(v["requests"], 300, "{v}");
+    assert_eq!(v["status"]["200"], 300);
+    assert_no_errors(&v);
+}
