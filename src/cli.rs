@@ -63,7 +63,7 @@ pub struct ServerArgs {
     /// Concurrency model.
     #[arg(short, long, value_enum, default_value_t = Model::Pool)]
     pub model: Model,
-    /// Worker processes (prefork).
+    /// Worker processes (prefork) or event loops (event).
     #[arg(long, value_name = "N", default_value_t = default_workers())]
     pub workers: usize,
     /// Worker threads (pool).
@@ -168,8 +168,12 @@ pub fn run_server(
     let shutdown = Shutdown::install(grace)?;
     let mut listeners = Vec::new();
     for a in &addrs {
-        let l = Listener::bind(a, BindOptions::default())
-            .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
+        // The event model opens one more SO_REUSEPORT socket per extra loop.
+        let opts = BindOptions {
+            reuse_port: args.model == Model::Event,
+        };
+        let l =
+            Listener::bind(a, opts).map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
         listeners.push(l);
     }
     for l in &listeners {

@@ -12,6 +12,7 @@ use plumb_proto::relay::OnConnectFailure;
 use crate::cli::{self, ServerArgs, usage};
 use crate::net::Addr;
 use crate::report::LogTarget;
+use crate::services::file_cache::CachedDocroot;
 use crate::services::http::HttpService;
 use crate::services::relay::RelayService;
 
@@ -117,7 +118,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     };
     let service = HttpService {
         config: Arc::new(config),
-        root: Arc::new(root),
+        root: Arc::new(CachedDocroot::new(root)),
     };
     cli::run_server(&args.server, DEFAULT_LISTEN, Arc::new(service), access)
 }

@@ -250,6 +250,7 @@ suite! {
     thread_per_connection => Model::Thread,
     pool => Model::Pool,
     prefork => Model::Prefork,
+    event => Model::Event,
 }
 
 #[test]

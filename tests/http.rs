@@ -508,6 +508,7 @@ per_model! {
     thread => Model::Thread,
     pool => Model::Pool,
     prefork => Model::Prefork,
+    event => Model::Event,
 }
 
 #[test]

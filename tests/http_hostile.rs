@@ -748,4 +748,5 @@ per_model! {
     thread => Model::Thread,
     pool => Model::Pool,
     prefork => Model::Prefork,
+    event => Model::Event,
 }

@@ -77,3 +77,9 @@ fn pool() {
 fn thread() {
     slow_clients_do_not_starve_others("thread");
 }
+
+/// One event loop holds every slow client and still answers at once.
+#[test]
+fn event() {
+    slow_clients_do_not_starve_others("event");
+}

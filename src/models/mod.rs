@@ -17,6 +17,7 @@ use crate::report::{LogConfig, Reporter, Summary};
 use crate::services::Service;
 use crate::shutdown::Shutdown;
 
+pub mod event;
 pub mod fork;
 pub mod fork_wait;
 pub mod iterative;
@@ -42,6 +43,8 @@ pub enum Model {
     Pool,
     /// --workers processes accepting on one listener; dead workers are replaced.
     Prefork,
+    /// --workers non-blocking epoll loops, each with its own SO_REUSEPORT listener.
+    Event,
 }
 
 impl Model {
@@ -53,6 +56,7 @@ impl Model {
         Model::Thread,
         Model::Pool,
         Model::Prefork,
+        Model::Event,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +67,7 @@ impl Model {
             Model::Thread => "thread",
             Model::Pool => "pool",
             Model::Prefork => "prefork",
+            Model::Event => "event",
         }
     }
 }
@@ -125,6 +130,7 @@ pub fn run(model: Model, server: &Server) -> io::Result<Summary> {
         Model::Thread => thread::run(server),
         Model::Pool => pool::run(server),
         Model::Prefork => prefork::run(server),
+        Model::Event => event::run(server),
     }
 }
 

@@ -7,6 +7,7 @@ use plumb_proto::Session;
 use crate::net::Addr;
 
 pub mod echo;
+pub mod file_cache;
 pub mod http;
 pub mod relay;
 

@@ -28,6 +28,7 @@ macro_rules! syscall {
 
 // After `syscall!`, which the module uses (macro_rules are textually scoped).
 pub mod ipc;
+pub mod tcp;
 
 /// Which side of `fork` we are on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What the core needs to know about a file or directory.
@@ -40,10 +41,11 @@ impl Meta {
     }
 }
 
-/// An opened file or directory.
+/// An opened file or directory. Shared, so a docroot may hand out one descriptor to many
+/// requests (an open-file cache); it is read with positioned reads only.
 #[derive(Debug)]
 pub struct Opened {
-    pub file: File,
+    pub file: Arc<File>,
     pub meta: Meta,
 }
 
@@ -152,7 +154,7 @@ impl Docroot for FsDocroot {
             return Err(OpenError::Forbidden);
         }
         Ok(Opened {
-            file,
+            file: Arc::new(file),
             meta: Meta::from_std(&m),
         })
     }

@@ -456,7 +456,6 @@ impl HttpSession {
             _ => RangePlan::Full,
         };
         let (mime, charset) = content_type(name);
-        let file = Arc::new(file);
         match plan {
             RangePlan::Unsatisfiable => {
                 self.error(r, 416, &format!("Content-Range: bytes */{len}\r\n"));
