@@ -61,7 +61,7 @@ pub struct ServerArgs {
     #[arg(short, long = "listen", value_name = "ADDR")]
     pub listen: Vec<String>,
     /// Concurrency model.
-    #[arg(short, long, value_enum, default_value_t = Model::Pool)]
+    #[arg(short, long, value_enum, default_value_t = Model::Event)]
     pub model: Model,
     /// Worker processes (prefork) or event loops (event).
     #[arg(long, value_name = "N", default_value_t = default_workers())]
