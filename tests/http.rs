@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::http::{Client, Response, fetch, get};
+use common::http::{Client, Response, fetch, get, start_serve};
 use common::*;
 use plumb::models::Model;
 
@@ -47,18 +47,7 @@ fn make_root() -> Root {
 }
 
 fn start(model: Model, root: &Path) -> Server {
-    Server::start(&[
-        "serve",
-        root.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--model",
-        model.name(),
-        "--workers",
-        "2",
-        "--threads",
-        "4",
-    ])
+    start_serve(model, root, &[])
 }
 
 fn suite(model: Model) {

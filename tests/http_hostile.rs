@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::http::{Client, get};
+use common::http::{Client, get, start_serve};
 use common::*;
 use plumb::models::Model;
 
@@ -715,19 +715,7 @@ fn no_smuggling(model: Model) {
 }
 
 fn start(model: Model, root: &Path) -> Server {
-    Server::start(&[
-        "serve",
-        root.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--model",
-        model.name(),
-        "--workers",
-        "2",
-        "--threads",
-        "4",
-        "-q",
-    ])
+    start_serve(model, root, &["-q"])
 }
 
 macro_rules! per_model {

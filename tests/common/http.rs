@@ -158,6 +158,30 @@ impl Client {
 }
 
 /// `GET path` (HTTP/1.1, Host set) plus extra header lines.
+/// Starts `plumb serve ROOT` under `model` on a free IPv4 port, with small pools (2 prefork
+/// workers, 4 threads) and any `extra` options.
+pub fn start_serve(
+    model: plumb::models::Model,
+    root: &std::path::Path,
+    extra: &[&str],
+) -> super::Server {
+    let root = root.to_str().expect("UTF-8 temp path");
+    let mut args = vec![
+        "serve",
+        root,
+        "--listen",
+        "127.0.0.1:0",
+        "--model",
+        model.name(),
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+    ];
+    args.extend_from_slice(extra);
+    super::Server::start(&args)
+}
+
 pub fn get(path: &str, extra: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: test\r\n{extra}\r\n").into_bytes()
 }
