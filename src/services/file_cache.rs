@@ -3,24 +3,31 @@
 //! the path safely (a `readlink` per component), `open`, `fstat` and `close`; profiles showed
 //! that as a quarter of the server's CPU on small keep-alive requests.
 //!
-//! A hit costs one `stat` of the path: the cached descriptor is used only if the path still
-//! names the very same file, unchanged (device, inode, size, mtime and ctime all equal), so
-//! edits, replacements, deletions and permission changes are seen at once, exactly as
-//! without the cache. The symlink rule needs no new check: the cached file passed it when it
-//! was opened, and a hit is that same file. Directories are not cached (listings read them
-//! anyway), nor are failures. At most [`MAX_ENTRIES`] descriptors are held; a path that no
-//! longer matches drops its entry, so a deleted file's space is released by its next request.
+//! A hit costs one `fstat` of the cached descriptor, so a file changed in place (written,
+//! truncated, touched) is seen at once: size, mtime or ctime differ and the entry is dropped.
+//! What a descriptor cannot show is its *name* changing: a file renamed over it, deleted, or a
+//! symlink along the path re-pointed. That is checked by a `stat` of the path at most once per
+//! [`REVALIDATE`] per entry (lighttpd's stat cache and nginx's `open_file_cache_valid` trade the
+//! same way, with 1 s and 60 s): walking the path on every request cost as much as a sixth of
+//! the kernel time of a small keep-alive request. The symlink rule needs no new check: the
+//! cached file passed it when it was opened, and a hit is that same file. Directories are not
+//! cached (listings read them anyway), nor are failures. At most [`MAX_ENTRIES`] descriptors are
+//! held; an entry that no longer matches is dropped, so a deleted file's space is released by
+//! its next request (or within [`REVALIDATE`] of it).
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use plumb_proto::http::fs::{ListEntry, Meta, OpenError, Opened};
 use plumb_proto::http::{Docroot, FsDocroot};
 
 /// Most files kept open by the cache.
 pub const MAX_ENTRIES: usize = 1024;
+/// How long a cached entry is trusted to still be what its path names.
+pub const REVALIDATE: Duration = Duration::from_secs(1);
 
 /// What must be unchanged for a cached descriptor to be used again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,18 +54,27 @@ impl Identity {
 struct Entry {
     file: Arc<File>,
     id: Identity,
+    /// When the path was last seen to name this file.
+    checked: Instant,
 }
 
 pub struct CachedDocroot {
     inner: FsDocroot,
     entries: Mutex<HashMap<String, Entry>>,
+    revalidate: Duration,
 }
 
 impl CachedDocroot {
     pub fn new(inner: FsDocroot) -> CachedDocroot {
+        CachedDocroot::with_revalidate(inner, REVALIDATE)
+    }
+
+    /// A cache that checks each entry's path at most once per `revalidate`.
+    pub fn with_revalidate(inner: FsDocroot, revalidate: Duration) -> CachedDocroot {
         CachedDocroot {
             inner,
             entries: Mutex::new(HashMap::new()),
+            revalidate,
         }
     }
 
@@ -66,20 +82,42 @@ impl CachedDocroot {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The cached descriptor for `rel` if the path still names that same, unchanged file.
+    /// The cached descriptor for `rel` if it is unchanged and (as of the last check) still
+    /// what the path names. The system calls are made without the lock held.
     fn hit(&self, rel: &str) -> Option<Opened> {
         if rel.is_empty() {
             return None; // the root is a directory
         }
-        let now = std::fs::metadata(self.inner.root().join(rel));
+        let (file, id, checked) = {
+            let entries = self.lock();
+            let e = entries.get(rel)?;
+            (Arc::clone(&e.file), e.id, e.checked)
+        };
+        let now = Instant::now();
+        let due = now.saturating_duration_since(checked) >= self.revalidate;
+        let path_still_names_it = || {
+            std::fs::metadata(self.inner.root().join(rel))
+                .is_ok_and(|p| p.is_file() && Identity::of(&p) == id)
+        };
+        let valid = file
+            .metadata()
+            .ok()
+            .filter(|m| Identity::of(m) == id && (!due || path_still_names_it()));
         let mut entries = self.lock();
-        let entry = entries.get(rel)?;
-        match now {
-            Ok(m) if m.is_file() && Identity::of(&m) == entry.id => Some(Opened {
-                file: Arc::clone(&entry.file),
-                meta: Meta::from_std(&m),
-            }),
-            _ => {
+        let current = entries
+            .get_mut(rel)
+            .filter(|e| Arc::ptr_eq(&e.file, &file))?;
+        match valid {
+            Some(m) => {
+                if due {
+                    current.checked = now;
+                }
+                Some(Opened {
+                    file,
+                    meta: Meta::from_std(&m),
+                })
+            }
+            None => {
                 entries.remove(rel);
                 None
             }
@@ -105,6 +143,7 @@ impl Docroot for CachedDocroot {
                 Entry {
                     file: Arc::clone(&opened.file),
                     id: Identity::of(&m),
+                    checked: Instant::now(),
                 },
             );
         }
@@ -156,6 +195,40 @@ mod tests {
         assert!(root.open("d").unwrap().meta.is_dir);
         assert!(root.open("").unwrap().meta.is_dir);
         assert!(root.lock().is_empty());
+    }
+
+    #[test]
+    fn a_path_that_names_another_file_is_seen_within_the_revalidation_interval() {
+        // Moving a directory changes nothing a descriptor of a file inside it can show: only
+        // the path check sees it.
+        let dir = tempfile::tempdir().unwrap();
+        let setup = |name: &str, content: &[u8]| {
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+            std::fs::write(dir.path().join(name).join("f"), content).unwrap();
+        };
+        setup("d", b"old");
+        let slow = CachedDocroot::with_revalidate(
+            FsDocroot::new(dir.path(), false).unwrap(),
+            Duration::from_secs(3600),
+        );
+        let quick = CachedDocroot::with_revalidate(
+            FsDocroot::new(dir.path(), false).unwrap(),
+            Duration::from_millis(20),
+        );
+        assert_eq!(body(&slow, "d/f"), b"old");
+        assert_eq!(body(&quick, "d/f"), b"old");
+        std::fs::rename(dir.path().join("d"), dir.path().join("gone")).unwrap();
+        setup("d", b"new");
+        assert_eq!(
+            body(&slow, "d/f"),
+            b"old",
+            "trusted until the interval is over"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while body(&quick, "d/f") != b"new" {
+            assert!(Instant::now() < deadline, "the new file was never served");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! - [`session`]: the contract between a core and a driver ([`Session`], [`Action`], [`Peer`]);
 //! - [`echo`]: the echo service;
 //! - [`relay`]: a two-way byte relay with half-close and backpressure (the proxy);
-//! - [`http`]: the HTTP/1.1 static-file server.
+//! - [`http`]: the HTTP/1.1 static-file server;
+//! - [`spare`]: per-thread spare output buffers.
 #![forbid(unsafe_code)]
 
 pub mod echo;
 pub mod http;
 pub mod relay;
 pub mod session;
+pub mod spare;
 
 pub use session::{Action, Peer, Session};

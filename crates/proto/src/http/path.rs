@@ -45,8 +45,9 @@ impl fmt::Display for PathError {
 /// A normalised path under the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SafePath {
-    /// Decoded names from the root down; empty for the root itself.
-    pub segments: Vec<String>,
+    /// Decoded names from the root down, joined by `/` (`""` for the root itself): one
+    /// string, so resolving a target costs one allocation (two with escapes).
+    rel: String,
     /// The decoded path ended in `/` (or is the root): the client asked for a directory.
     pub trailing_slash: bool,
     /// The raw query string (after `?`), if any, for redirects.
@@ -55,8 +56,18 @@ pub struct SafePath {
 
 impl SafePath {
     /// The path relative to the root, `/`-separated (`""` for the root).
-    pub fn relative(&self) -> String {
-        self.segments.join("/")
+    pub fn relative(&self) -> &str {
+        &self.rel
+    }
+
+    /// The decoded names from the root down; none for the root.
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.rel.split('/').filter(|s| !s.is_empty())
+    }
+
+    /// The last name (`""` for the root).
+    pub fn name(&self) -> &str {
+        self.rel.rsplit('/').next().unwrap_or("")
     }
 
     /// The canonical URL path, each segment percent-encoded, starting with `/`, with a
@@ -64,13 +75,13 @@ impl SafePath {
     /// target, so a redirect cannot point off-site (`//evil.example/x`).
     pub fn url(&self, dir: bool) -> String {
         let mut s = String::from("/");
-        for (i, seg) in self.segments.iter().enumerate() {
+        for (i, seg) in self.segments().enumerate() {
             if i > 0 {
                 s.push('/');
             }
-            s.push_str(&encode_segment(seg));
+            s.extend(percent_encoding::utf8_percent_encode(seg, SEGMENT));
         }
-        if dir && !self.segments.is_empty() {
+        if dir && !self.rel.is_empty() {
             s.push('/');
         }
         s
@@ -106,37 +117,47 @@ pub fn resolve_target(target: &str, hidden: bool) -> Result<SafePath, PathError>
     if !raw_path.starts_with('/') {
         return Err(PathError::BadForm);
     }
-    let decoded = percent_decode_once(raw_path.as_bytes())?;
-    if decoded.contains(&0) {
+    // Most paths have no escapes: then they are normalised straight from the request.
+    let decoded_bytes;
+    let decoded: &str = if raw_path.contains('%') {
+        decoded_bytes = percent_decode_once(raw_path.as_bytes())?;
+        std::str::from_utf8(&decoded_bytes).map_err(|_| PathError::NotUtf8)?
+    } else {
+        raw_path
+    };
+    if decoded.contains('\0') {
         return Err(PathError::Nul);
     }
-    if decoded.contains(&b'\\') {
+    if decoded.contains('\\') {
         return Err(PathError::Backslash);
     }
-    let decoded = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
-    let trailing_slash = decoded.ends_with('/');
-    let mut segments: Vec<String> = Vec::new();
+    let mut rel = String::with_capacity(decoded.len());
     for seg in decoded.split('/') {
         match seg {
             "" | "." => {}
-            ".." => {
-                if segments.pop().is_none() {
-                    return Err(PathError::Escapes);
+            ".." => match rel.rfind('/') {
+                Some(i) => rel.truncate(i),
+                None if rel.is_empty() => return Err(PathError::Escapes),
+                None => rel.clear(),
+            },
+            name => {
+                if !rel.is_empty() {
+                    rel.push('/');
                 }
+                rel.push_str(name);
             }
-            name => segments.push(name.to_string()),
         }
     }
-    if !hidden && segments.iter().any(|s| s.starts_with('.')) {
+    if !hidden && rel.split('/').any(|s| s.starts_with('.')) {
         return Err(PathError::Hidden);
     }
     // "/a/." and "/a/.." name directories, like "/a/".
-    let trailing_slash = trailing_slash
+    let trailing_slash = decoded.ends_with('/')
         || decoded.ends_with("/.")
         || decoded.ends_with("/..")
-        || segments.is_empty();
+        || rel.is_empty();
     Ok(SafePath {
-        segments,
+        rel,
         trailing_slash,
         query: query.map(str::to_string),
     })
@@ -198,7 +219,7 @@ mod tests {
         use PathError::*;
         let ok = |t: &str, want: &[&str], slash: bool| {
             let p = resolve_target(t, false).unwrap_or_else(|e| panic!("{t}: {e}"));
-            assert_eq!(p.segments, want, "{t}");
+            assert_eq!(p.segments().collect::<Vec<_>>(), want, "{t}");
             assert_eq!(p.trailing_slash, slash, "{t}");
         };
         ok("/", &[], true);

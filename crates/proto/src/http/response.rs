@@ -45,17 +45,84 @@ pub fn is_known_method(m: &str) -> bool {
 }
 
 /// A strong entity tag from inode, size and modification time: it changes whenever the
-/// content plausibly does, and two files never share one.
-pub fn etag(meta: &Meta) -> String {
-    let (secs, nanos) = meta.mtime();
-    format!("\"{:x}-{:x}-{:x}.{:x}\"", meta.inode, meta.len, secs, nanos)
+/// content plausibly does, and two files never share one. Held on the stack: a response
+/// costs no allocation for it.
+#[derive(Clone, Copy)]
+pub struct ETag {
+    buf: [u8; 64],
+    len: usize,
 }
+
+impl ETag {
+    pub fn of(meta: &Meta) -> ETag {
+        let (secs, nanos) = meta.mtime();
+        let mut tag = ETag {
+            buf: [0; 64],
+            len: 0,
+        };
+        let mut w = &mut tag.buf[..];
+        // At most 2 + 3 * 16 + 8 + 3 = 61 bytes: it fits.
+        let _ = std::io::Write::write_fmt(
+            &mut w,
+            format_args!("\"{:x}-{:x}-{:x}.{:x}\"", meta.inode, meta.len, secs, nanos),
+        );
+        tag.len = 64 - w.len();
+        tag
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII was written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("\"\"")
+    }
+}
+
+impl std::fmt::Debug for ETag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `ETag` of a file's metadata.
+pub fn etag(meta: &Meta) -> ETag {
+    ETag::of(meta)
+}
+
+/// The extensions nearly every site serves, answered without a search through the full
+/// table (which is what `mime_guess` does: a sorted case-insensitive search per request).
+/// A test keeps this list in agreement with `mime_guess`.
+const COMMON_TYPES: &[(&str, &str)] = &[
+    ("html", "text/html"),
+    ("htm", "text/html"),
+    ("css", "text/css"),
+    ("js", "text/javascript"),
+    ("mjs", "application/javascript"),
+    ("json", "application/json"),
+    ("txt", "text/plain"),
+    ("png", "image/png"),
+    ("jpg", "image/jpeg"),
+    ("jpeg", "image/jpeg"),
+    ("gif", "image/gif"),
+    ("svg", "image/svg+xml"),
+    ("webp", "image/webp"),
+    ("ico", "image/x-icon"),
+    ("wasm", "application/wasm"),
+    ("woff2", "font/woff2"),
+    ("pdf", "application/pdf"),
+    ("xml", "text/xml"),
+];
 
 /// The `Content-Type` of a file name: the MIME type from the extension, with
 /// `charset=utf-8` for text; `application/octet-stream` when unknown.
 pub fn content_type(name: &str) -> (&'static str, &'static str) {
-    let mime = mime_guess::from_path(name)
-        .first_raw()
+    let ext = name.rsplit_once('.').map(|(_, e)| e);
+    let common = ext.and_then(|e| {
+        COMMON_TYPES
+            .iter()
+            .find(|(x, _)| x.eq_ignore_ascii_case(e))
+            .map(|&(_, m)| m)
+    });
+    let mime = common
+        .or_else(|| mime_guess::from_path(name).first_raw())
         .unwrap_or("application/octet-stream");
     let texty = mime.starts_with("text/")
         || mime.ends_with("+xml")
@@ -64,6 +131,28 @@ pub fn content_type(name: &str) -> (&'static str, &'static str) {
             "application/javascript" | "application/json" | "application/xml"
         );
     (mime, if texty { "; charset=utf-8" } else { "" })
+}
+
+/// Appends the current IMF-fixdate (`Wed, 25 Nov 2026 03:31:56 GMT`), formatted at most
+/// once a second per thread.
+pub fn push_date(out: &mut Vec<u8>) {
+    use std::cell::RefCell;
+    thread_local! {
+        static NOW: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+    }
+    let now = SystemTime::now();
+    let secs = unix_secs(now);
+    NOW.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            let mut w = &mut text[..];
+            let _ = std::io::Write::write_fmt(
+                &mut w,
+                format_args!("{}", httpdate::HttpDate::from(now)),
+            );
+            *at = secs;
+        }
+        out.extend_from_slice(text);
+    });
 }
 
 /// The outcome of the preconditions.
@@ -496,7 +585,9 @@ mod tests {
         use Precondition::*;
         let m = meta(10, false);
         let tag = etag(&m);
+        let tag = tag.as_str();
         let secs = 1_000_000_000;
+        assert_eq!(tag, "\"7-a-3b9aca00.0\"");
         let date = httpdate::fmt_http_date(m.modified);
         let earlier = httpdate::fmt_http_date(m.modified - Duration::from_secs(10));
         let weak = format!("W/{tag}");
@@ -516,12 +607,12 @@ mod tests {
         }
         let cases = [
             (c(None, None, None, None), Proceed),
-            (c(Some(&tag), None, None, None), Proceed),
+            (c(Some(tag), None, None, None), Proceed),
             (c(Some("*"), None, None, None), Proceed),
             (c(Some("\"other\""), None, None, None), Failed),
             (c(Some(&weak), None, None, None), Failed),
             (c(Some(&listed), None, None, None), Proceed),
-            (c(None, Some(&tag), None, None), NotModified),
+            (c(None, Some(tag), None, None), NotModified),
             (c(None, Some(&weak), None, None), NotModified),
             (c(None, Some("*"), None, None), NotModified),
             (c(None, Some("\"other\""), None, None), Proceed),
@@ -531,15 +622,15 @@ mod tests {
             (c(None, None, Some("garbage"), None), Proceed),
             (c(None, None, None, Some(&earlier)), Failed),
             (c(None, None, None, Some(&date)), Proceed),
-            (c(Some(&tag), None, None, Some(&earlier)), Proceed),
+            (c(Some(tag), None, None, Some(&earlier)), Proceed),
         ];
         for (i, (cond, want)) in cases.iter().enumerate() {
-            assert_eq!(evaluate(cond, &tag, secs), *want, "case {i}");
+            assert_eq!(evaluate(cond, tag, secs), *want, "case {i}");
         }
-        assert!(if_range_allows(tag.as_bytes(), &tag, secs));
-        assert!(!if_range_allows(weak.as_bytes(), &tag, secs));
-        assert!(if_range_allows(date.as_bytes(), &tag, secs));
-        assert!(!if_range_allows(earlier.as_bytes(), &tag, secs));
+        assert!(if_range_allows(tag.as_bytes(), tag, secs));
+        assert!(!if_range_allows(weak.as_bytes(), tag, secs));
+        assert!(if_range_allows(date.as_bytes(), tag, secs));
+        assert!(!if_range_allows(earlier.as_bytes(), tag, secs));
     }
 
     #[test]
@@ -595,5 +686,26 @@ mod tests {
         assert_eq!(content_type("a.html"), ("text/html", "; charset=utf-8"));
         assert_eq!(content_type("a.png"), ("image/png", ""));
         assert_eq!(content_type("noext"), ("application/octet-stream", ""));
+        assert_eq!(content_type("A.HTML"), ("text/html", "; charset=utf-8"));
+    }
+
+    #[test]
+    fn the_common_types_agree_with_mime_guess() {
+        for &(ext, mime) in COMMON_TYPES {
+            let full = mime_guess::from_ext(ext).first_raw();
+            assert_eq!(Some(mime), full, "{ext}");
+        }
+    }
+
+    #[test]
+    fn dates_are_imf_fixdates_of_now() {
+        let mut v = b"x".to_vec();
+        push_date(&mut v);
+        push_date(&mut v);
+        assert_eq!(v.len(), 1 + 2 * 29);
+        let first = std::str::from_utf8(&v[1..30]).unwrap();
+        let t = httpdate::parse_http_date(first).unwrap();
+        let age = SystemTime::now().duration_since(t).unwrap();
+        assert!(age < Duration::from_secs(5), "{first}");
     }
 }

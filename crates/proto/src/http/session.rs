@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
+use std::io::Write as _;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -22,10 +23,11 @@ use super::fs::{Docroot, OpenError, Opened};
 use super::parse::{ChunkedBody, Framing, Head, HeadError, HeadLimits, parse_head};
 use super::path::{PathError, SafePath, resolve_target};
 use super::response::{
-    self, Conditions, Precondition, RangePlan, clf_line, content_type, etag, evaluate,
+    self, Conditions, ETag, Precondition, RangePlan, clf_line, content_type, evaluate,
     if_range_allows, is_known_method, plan_ranges, reason,
 };
 use crate::session::{Action, Peer, Session};
+use crate::spare;
 
 /// Bodies up to this size are read into the output buffer, so head and body leave in one
 /// write; larger ones go out with sendfile.
@@ -129,7 +131,6 @@ pub struct HttpSession {
     /// The head of a request whose body is being read, answered once the body is in.
     held_head: Vec<u8>,
     logs: VecDeque<String>,
-    date: (u64, String),
     /// Multipart boundaries: unique per response on this connection.
     boundary_seq: u64,
 }
@@ -162,7 +163,6 @@ impl HttpSession {
             deadline,
             held_head: Vec::new(),
             logs: VecDeque::new(),
-            date: (u64::MAX, String::new()),
             boundary_seq: 0,
         }
     }
@@ -171,23 +171,27 @@ impl HttpSession {
         self.out_bytes > OUT_BUDGET || self.out.iter().any(|o| matches!(o, Out::File { .. }))
     }
 
-    /// The bytes buffer at the end of the queue (a new one after a file piece).
-    fn bytes(&mut self) -> &mut Vec<u8> {
+    /// The bytes buffer at the end of the queue (a new one after a file piece), with room
+    /// for `room` more bytes.
+    fn bytes(&mut self, room: usize) -> &mut Vec<u8> {
         if !matches!(self.out.back(), Some(Out::Bytes { .. })) {
             self.out.push_back(Out::Bytes {
-                buf: Vec::new(),
+                buf: spare::take(room),
                 pos: 0,
             });
         }
         match self.out.back_mut() {
-            Some(Out::Bytes { buf, .. }) => buf,
+            Some(Out::Bytes { buf, .. }) => {
+                buf.reserve(room);
+                buf
+            }
             _ => unreachable!("a bytes piece was just pushed"),
         }
     }
 
     fn push_bytes(&mut self, b: &[u8]) {
         self.out_bytes += b.len();
-        self.bytes().extend_from_slice(b);
+        self.bytes(b.len()).extend_from_slice(b);
     }
 
     fn push_file(&mut self, file: &Arc<File>, offset: u64, len: u64) {
@@ -198,35 +202,6 @@ impl HttpSession {
                 left: len,
             });
         }
-    }
-
-    /// The current IMF-fixdate, formatted at most once a second.
-    fn date(&mut self) -> String {
-        let now = SystemTime::now();
-        let secs = response::unix_secs(now);
-        if self.date.0 != secs {
-            self.date = (secs, httpdate::fmt_http_date(now));
-        }
-        self.date.1.clone()
-    }
-
-    /// Writes a status line and the headers every response has.
-    fn start_head(&mut self, status: u16, keep_alive: bool, minor: u8) -> Vec<u8> {
-        let date = self.date();
-        let mut h = Vec::with_capacity(256);
-        h.extend_from_slice(b"HTTP/1.1 ");
-        h.extend_from_slice(status.to_string().as_bytes());
-        h.push(b' ');
-        h.extend_from_slice(reason(status).as_bytes());
-        h.extend_from_slice(b"\r\nServer: plumb\r\nDate: ");
-        h.extend_from_slice(date.as_bytes());
-        h.extend_from_slice(b"\r\n");
-        if !keep_alive {
-            h.extend_from_slice(b"Connection: close\r\n");
-        } else if minor == 0 {
-            h.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
-        h
     }
 
     fn log(&mut self, r: &Reply<'_>, status: u16, body_bytes: u64) {
@@ -269,22 +244,40 @@ impl HttpSession {
 
     /// A response with a small in-memory body (errors, redirects, listings).
     fn simple(&mut self, r: &Reply<'_>, status: u16, extra: &str, ctype: &str, body: &[u8]) {
+        self.simple_with(
+            r,
+            status,
+            &|b| b.extend_from_slice(extra.as_bytes()),
+            ctype,
+            body,
+        );
+    }
+
+    /// [`Self::simple`] with extra headers written by `extra`.
+    fn simple_with(
+        &mut self,
+        r: &Reply<'_>,
+        status: u16,
+        extra: &dyn Fn(&mut Vec<u8>),
+        ctype: &str,
+        body: &[u8],
+    ) {
         let minor = r.head.map_or(1, |h| h.minor);
-        let mut h = self.start_head(status, r.keep_alive, minor);
-        h.extend_from_slice(extra.as_bytes());
-        if status != 304 {
-            h.extend_from_slice(b"Content-Type: ");
-            h.extend_from_slice(ctype.as_bytes());
-            h.extend_from_slice(b"\r\nContent-Length: ");
-            h.extend_from_slice(body.len().to_string().as_bytes());
-            h.extend_from_slice(b"\r\n");
-        }
-        h.extend_from_slice(b"\r\n");
         let send_body = !r.is_head && status != 304;
-        if send_body {
-            h.extend_from_slice(body);
+        let buf = self.bytes(HEAD_ROOM + body.len());
+        let start = buf.len();
+        start_head(buf, status, r.keep_alive, minor);
+        extra(buf);
+        if status != 304 {
+            buf.extend_from_slice(b"Content-Type: ");
+            buf.extend_from_slice(ctype.as_bytes());
+            let _ = write!(buf, "\r\nContent-Length: {}\r\n", body.len());
         }
-        self.push_bytes(&h);
+        buf.extend_from_slice(b"\r\n");
+        if send_body {
+            buf.extend_from_slice(body);
+        }
+        self.out_bytes += buf.len() - start;
         let sent = if send_body { body.len() as u64 } else { 0 };
         self.log(r, status, sent);
     }
@@ -373,13 +366,10 @@ impl HttpSession {
             Err(_) => return self.error(r, 400, ""),
         };
         let rel = path.relative();
-        match self.root.open(&rel) {
-            Ok(opened) if opened.meta.is_dir => self.directory(r, head, &path, &rel),
+        match self.root.open(rel) {
+            Ok(opened) if opened.meta.is_dir => self.directory(r, head, &path, rel),
             Ok(_) if path.trailing_slash => self.error(r, 404, ""),
-            Ok(opened) => {
-                let name = path.segments.last().map_or("", String::as_str);
-                self.file(r, head, opened, name);
-            }
+            Ok(opened) => self.file(r, head, opened, path.name()),
             Err(OpenError::NotFound) => self.error(r, 404, ""),
             Err(OpenError::Forbidden) => self.error(r, 403, ""),
             Err(OpenError::Other(_)) => self.error(r, 500, ""),
@@ -413,10 +403,10 @@ impl HttpSession {
             Err(OpenError::Other(_)) => return self.error(r, 500, ""),
         };
         response::sort_listing(&mut entries);
-        let url_path = if path.segments.is_empty() {
+        let url_path = if rel.is_empty() {
             "/".to_string()
         } else {
-            format!("/{}/", path.segments.join("/"))
+            format!("/{rel}/")
         };
         if head.accept_json {
             let body = response::listing_json(&url_path, &entries);
@@ -429,19 +419,24 @@ impl HttpSession {
 
     fn file(&mut self, r: &Reply<'_>, head: &Head<'_>, opened: Opened, name: &str) {
         let Opened { file, meta } = opened;
-        let tag = etag(&meta);
+        let tag = ETag::of(&meta);
         let (modified_secs, _) = meta.mtime();
-        let last_modified = httpdate::fmt_http_date(meta.modified);
-        let validators = format!("Last-Modified: {last_modified}\r\nETag: {tag}\r\n");
+        let validators = |b: &mut Vec<u8>| {
+            b.extend_from_slice(b"Last-Modified: ");
+            let _ = write!(b, "{}", httpdate::HttpDate::from(meta.modified));
+            b.extend_from_slice(b"\r\nETag: ");
+            b.extend_from_slice(tag.as_str().as_bytes());
+            b.extend_from_slice(b"\r\n");
+        };
         let conditions = Conditions {
             if_match: head.if_match,
             if_none_match: head.if_none_match,
             if_modified_since: head.if_modified_since,
             if_unmodified_since: head.if_unmodified_since,
         };
-        match evaluate(&conditions, &tag, modified_secs) {
+        match evaluate(&conditions, tag.as_str(), modified_secs) {
             Precondition::Proceed => {}
-            Precondition::NotModified => return self.simple(r, 304, &validators, "", b""),
+            Precondition::NotModified => return self.simple_with(r, 304, &validators, "", b""),
             Precondition::Failed => return self.error(r, 412, ""),
         }
         let len = meta.len;
@@ -449,27 +444,34 @@ impl HttpSession {
             Some(v)
                 if head
                     .if_range
-                    .is_none_or(|ir| if_range_allows(ir, &tag, modified_secs)) =>
+                    .is_none_or(|ir| if_range_allows(ir, tag.as_str(), modified_secs)) =>
             {
                 plan_ranges(v, len)
             }
             _ => RangePlan::Full,
         };
         let (mime, charset) = content_type(name);
+        let typed = |b: &mut Vec<u8>| {
+            validators(b);
+            b.extend_from_slice(b"Content-Type: ");
+            b.extend_from_slice(mime.as_bytes());
+            b.extend_from_slice(charset.as_bytes());
+            b.extend_from_slice(b"\r\n");
+        };
         match plan {
             RangePlan::Unsatisfiable => {
                 self.error(r, 416, &format!("Content-Range: bytes */{len}\r\n"));
             }
             RangePlan::Full => {
-                let extra = format!("{validators}Content-Type: {mime}{charset}\r\n");
-                self.send_ranges(r, 200, &extra, &file, &[(0, len)], None);
+                self.send_ranges(r, 200, &typed, &file, &[(0, len)], None);
             }
             RangePlan::Parts(parts) if parts.len() == 1 => {
                 let (a, b) = parts[0];
-                let extra = format!(
-                    "{validators}Content-Type: {mime}{charset}\r\nContent-Range: bytes {a}-{b}/{len}\r\n"
-                );
-                self.send_ranges(r, 206, &extra, &file, &[(a, b + 1 - a)], None);
+                let ranged = |buf: &mut Vec<u8>| {
+                    typed(buf);
+                    let _ = write!(buf, "Content-Range: bytes {a}-{b}/{len}\r\n");
+                };
+                self.send_ranges(r, 206, &ranged, &file, &[(a, b + 1 - a)], None);
             }
             RangePlan::Parts(parts) => {
                 self.boundary_seq += 1;
@@ -478,29 +480,32 @@ impl HttpSession {
                     meta.inode ^ modified_secs,
                     self.boundary_seq
                 );
-                let extra = format!(
-                    "{validators}Content-Type: multipart/byteranges; boundary={boundary}\r\n"
-                );
+                let multi = |b: &mut Vec<u8>| {
+                    validators(b);
+                    let _ = write!(
+                        b,
+                        "Content-Type: multipart/byteranges; boundary={boundary}\r\n"
+                    );
+                };
                 let pieces: Vec<(u64, u64)> = parts.iter().map(|&(a, b)| (a, b + 1 - a)).collect();
                 let headers: Vec<String> = parts
                     .iter()
                     .map(|&p| response::part_header(&boundary, mime, charset, p, len))
                     .collect();
                 let end = response::multipart_end(&boundary);
-                self.send_ranges(r, 206, &extra, &file, &pieces, Some((&headers, &end)));
+                self.send_ranges(r, 206, &multi, &file, &pieces, Some((&headers, &end)));
             }
         }
     }
 
     /// Queues a head and `(offset, len)` pieces of `file`, each preceded by its multipart
-    /// header when `multipart` is given. Small bodies are read into the buffer; large ones
-    /// become sendfile pieces.
-    #[allow(clippy::too_many_arguments)]
+    /// header when `multipart` is given. Small bodies are read into the buffer, so head and
+    /// body leave in one write; large ones become sendfile pieces.
     fn send_ranges(
         &mut self,
         r: &Reply<'_>,
         status: u16,
-        extra: &str,
+        extra: &dyn Fn(&mut Vec<u8>),
         file: &Arc<File>,
         pieces: &[(u64, u64)],
         multipart: Option<(&[String], &str)>,
@@ -511,23 +516,26 @@ impl HttpSession {
         });
         let body_len = data + framing;
         let minor = r.head.map_or(1, |h| h.minor);
-        let mut h = self.start_head(status, r.keep_alive, minor);
-        h.extend_from_slice(extra.as_bytes());
-        h.extend_from_slice(b"Accept-Ranges: bytes\r\nContent-Length: ");
-        h.extend_from_slice(body_len.to_string().as_bytes());
-        h.extend_from_slice(b"\r\n\r\n");
+        let inline = !r.is_head && body_len <= SMALL_BODY;
+        let room = HEAD_ROOM + if inline { body_len as usize } else { 0 };
+        let buf = self.bytes(room);
+        let start = buf.len();
+        start_head(buf, status, r.keep_alive, minor);
+        extra(buf);
+        let _ = write!(
+            buf,
+            "Accept-Ranges: bytes\r\nContent-Length: {body_len}\r\n\r\n"
+        );
+        if inline && read_pieces(buf, file, pieces, multipart).is_err() {
+            // The file shrank under us: take the head back and answer 500 instead.
+            buf.truncate(start);
+            return self.error(r, 500, "");
+        }
+        self.out_bytes += buf.len() - start;
         if r.is_head {
-            self.push_bytes(&h);
             return self.log(r, status, 0);
         }
-        if body_len <= SMALL_BODY {
-            if read_pieces(&mut h, file, pieces, multipart).is_err() {
-                // The file shrank under us; nothing was queued yet.
-                return self.error(r, 500, "");
-            }
-            self.push_bytes(&h);
-        } else {
-            self.push_bytes(&h);
+        if !inline {
             for (i, &(offset, len)) in pieces.iter().enumerate() {
                 if let Some((hs, _)) = multipart {
                     self.push_bytes(hs[i].as_bytes());
@@ -539,6 +547,25 @@ impl HttpSession {
             }
         }
         self.log(r, status, body_len);
+    }
+}
+
+/// Room reserved for a response head.
+const HEAD_ROOM: usize = 512;
+
+/// Writes a status line and the headers every response has.
+fn start_head(h: &mut Vec<u8>, status: u16, keep_alive: bool, minor: u8) {
+    let _ = write!(
+        h,
+        "HTTP/1.1 {status} {}\r\nServer: plumb\r\nDate: ",
+        reason(status)
+    );
+    response::push_date(h);
+    h.extend_from_slice(b"\r\n");
+    if !keep_alive {
+        h.extend_from_slice(b"Connection: close\r\n");
+    } else if minor == 0 {
+        h.extend_from_slice(b"Connection: keep-alive\r\n");
     }
 }
 
@@ -690,7 +717,9 @@ impl Session for HttpSession {
             None => false,
         };
         if done {
-            self.out.pop_front();
+            if let Some(Out::Bytes { buf, .. }) = self.out.pop_front() {
+                spare::give(buf);
+            }
             if self.out.is_empty()
                 && self.ending == Ending::Open
                 && !self.mid_request
