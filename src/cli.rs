@@ -174,6 +174,10 @@ pub fn run_server(
         };
         let l =
             Listener::bind(a, opts).map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
+        if service.client_speaks_first() {
+            l.defer_accept()
+                .map_err(|e| anyhow::anyhow!("cannot set up the listener on {a}: {e}"))?;
+        }
         listeners.push(l);
     }
     for l in &listeners {

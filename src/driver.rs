@@ -221,9 +221,10 @@ impl Conn {
             while let Some(line) = s.take_log() {
                 ctx.reporter.send(Record::Access(line));
             }
+            let last = s.closes_after_output();
             match s.next_action() {
                 Action::Write(p, buf) => {
-                    let n = write_some(self.sock(p)?, buf, ctx)?;
+                    let n = write_some(self.sock(p)?, buf, last, ctx)?;
                     if p == Peer::Client {
                         self.counts.bytes_out += n as u64;
                     }
@@ -407,10 +408,22 @@ enum Waited {
 
 /// One blocking write of a prefix of `buf`, retried while the socket buffer is full until the
 /// write timeout or the hard stop.
-fn write_some(sock: &mut Stream, buf: &[u8], ctx: &DriverContext<'_>) -> io::Result<usize> {
+/// Writes some of `buf`; `last` when the connection ends after it (see
+/// [`Stream::write_last`]).
+fn write_some(
+    sock: &mut Stream,
+    buf: &[u8],
+    last: bool,
+    ctx: &DriverContext<'_>,
+) -> io::Result<usize> {
     let start = Instant::now();
     loop {
-        match sock.write(buf) {
+        let wrote = if last {
+            sock.write_last(buf)
+        } else {
+            sock.write(buf)
+        };
+        match wrote {
             Ok(0) if !buf.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

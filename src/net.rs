@@ -183,6 +183,10 @@ impl Drop for UnixPath {
     }
 }
 
+/// How long `TCP_DEFER_ACCEPT` holds a connection that sends nothing before handing it over
+/// anyway.
+pub const DEFER_ACCEPT_SECS: u32 = 1;
+
 /// Default listen backlog: large enough that clients waiting for a busy iterative or pool
 /// server queue in the kernel instead of being refused.
 pub const BACKLOG: i32 = 1024;
@@ -253,6 +257,19 @@ impl Listener {
         match self {
             Listener::Tcp(l) => l.set_nonblocking(on),
             Listener::Unix(l, _) => l.set_nonblocking(on),
+        }
+    }
+
+    /// Lets the kernel hand over a TCP connection only once its first data has arrived
+    /// (`TCP_DEFER_ACCEPT`, about one second at most); for services whose clients speak
+    /// first. Nothing to do for UNIX sockets.
+    ///
+    /// # Errors
+    /// `EBADF` only.
+    pub fn defer_accept(&self) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => plumb_sys::tcp::set_defer_accept(l, DEFER_ACCEPT_SECS),
+            Listener::Unix(..) => Ok(()),
         }
     }
 
@@ -392,6 +409,18 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Write),
             Stream::Unix(s) => s.shutdown(Shutdown::Write),
+        }
+    }
+
+    /// Writes bytes after which the connection ends: on TCP, with `MSG_MORE`, so the FIN of
+    /// the coming close or shutdown leaves in the same segment as the last data.
+    ///
+    /// # Errors
+    /// As for `write`.
+    pub fn write_last(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => plumb_sys::tcp::send_more(s, buf),
+            Stream::Unix(s) => s.write(buf),
         }
     }
 

@@ -387,10 +387,16 @@ fn out_of_descriptors(model: Model) {
         .and_then(|l| l.split(' ').next())
         .unwrap_or_else(|| panic!("{model}: unexpected first line: {line}"))
         .to_string();
-    // Hold more connections than the server has descriptors for.
-    let mut held: Vec<Stream> = (0..60).map(|_| connect(&addr)).collect();
+    // Hold more connections than the server has descriptors for. Each sends a byte, so the
+    // listener (TCP_DEFER_ACCEPT: clients speak first) offers it for accept at once.
+    let mut held: Vec<Stream> = (0..60)
+        .map(|_| {
+            let mut c = connect(&addr);
+            c.write_all(b"x").unwrap();
+            c
+        })
+        .collect();
     for c in held.iter_mut().take(5) {
-        c.write_all(b"x").unwrap();
         let mut b = [0u8; 1];
         c.read_exact(&mut b).unwrap();
     }

@@ -11,6 +11,9 @@ impl Service for EchoService {
     fn name(&self) -> &'static str {
         "echo"
     }
+    fn client_speaks_first(&self) -> bool {
+        true
+    }
     fn session(&self, _peer: &str) -> Box<dyn Session + Send> {
         Box::new(Echo::new())
     }

@@ -17,6 +17,9 @@ impl Service for HttpService {
     fn name(&self) -> &'static str {
         "http"
     }
+    fn client_speaks_first(&self) -> bool {
+        true
+    }
     fn session(&self, peer: &str) -> Box<dyn Session + Send> {
         Box::new(HttpSession::new(
             Arc::clone(&self.config),

@@ -17,6 +17,12 @@ pub trait Service: Send + Sync {
     fn name(&self) -> &'static str;
     /// A fresh session for a connection from `peer`.
     fn session(&self, peer: &str) -> Box<dyn Session + Send>;
+    /// Whether clients always send first (HTTP, echo), so a listener may wait for a
+    /// connection's first data before handing it over (`TCP_DEFER_ACCEPT`). Not for a relay:
+    /// the protocol it carries may start with the server (an SSH or SMTP banner).
+    fn client_speaks_first(&self) -> bool {
+        false
+    }
     /// Where [`plumb_proto::Action::Connect`] connects to.
     fn upstream(&self) -> Option<&Addr> {
         None

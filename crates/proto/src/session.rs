@@ -63,6 +63,12 @@ pub trait Session {
     fn connected(&mut self, ok: bool) {
         let _ = ok;
     }
+    /// Whether the output now queued is the last: once it is written the session asks for
+    /// [`Action::Close`] or [`Action::Shutdown`]. A driver may then let the kernel hold the
+    /// last segment back so the FIN goes out with it (one packet instead of two).
+    fn closes_after_output(&self) -> bool {
+        false
+    }
     /// When the session wants [`Session::timed_out`] called if nothing happens before.
     fn deadline(&self) -> Option<Instant> {
         None

@@ -270,6 +270,7 @@ impl Conn {
             if budget == 0 {
                 return Ok(Flow::Yield);
             }
+            let last = self.session.closes_after_output();
             let stop = match self.session.next_action() {
                 Action::Write(p, buf) => {
                     let side = side_mut(&mut self.client, &mut self.upstream, p)?;
@@ -277,7 +278,12 @@ impl Conn {
                         Stop::WriteBlocked
                     } else {
                         budget -= 1;
-                        match side.stream.write(buf) {
+                        let wrote = if last {
+                            side.stream.write_last(buf)
+                        } else {
+                            side.stream.write(buf)
+                        };
+                        match wrote {
                             Ok(0) if !buf.is_empty() => {
                                 return Err(io::ErrorKind::WriteZero.into());
                             }

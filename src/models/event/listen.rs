@@ -74,7 +74,14 @@ impl LoopListener {
         }
     }
 
-    pub(super) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+    /// Registers the listener; `defer` when clients speak first (see
+    /// [`crate::services::Service::client_speaks_first`]).
+    pub(super) fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        defer: bool,
+    ) -> io::Result<()> {
         match self {
             LoopListener::Tcp(l) => {
                 // Responses are written whole, so Nagle would only delay them. Accepted
@@ -86,6 +93,9 @@ impl LoopListener {
                 // client's ACK processing on the client's CPU (10 MiB benchmark: wrk's core
                 // saturated, 0.8x nginx; with it, 1.2x). Also inherited by accepted sockets.
                 plumb_sys::tcp::set_notsent_lowat(&*l, NOTSENT_LOWAT)?;
+                if defer {
+                    plumb_sys::tcp::set_defer_accept(&*l, crate::net::DEFER_ACCEPT_SECS)?;
+                }
                 registry.register(l, token, Interest::READABLE)
             }
             LoopListener::Unix(l) => registry.register(l, token, Interest::READABLE),

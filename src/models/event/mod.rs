@@ -138,7 +138,11 @@ impl<'s> EventLoop<'s> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         for (i, l) in listeners.iter_mut().enumerate() {
-            l.register(&registry, Token(LISTENERS - i))?;
+            l.register(
+                &registry,
+                Token(LISTENERS - i),
+                server.service.client_speaks_first(),
+            )?;
         }
         for (fd, token) in [
             (server.shutdown.drain_fd(), DRAIN),

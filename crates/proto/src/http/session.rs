@@ -732,6 +732,10 @@ impl Session for HttpSession {
         }
     }
 
+    fn closes_after_output(&self) -> bool {
+        self.ending != Ending::Open || self.client_eof
+    }
+
     fn deadline(&self) -> Option<Instant> {
         // While an answer is going out no timer runs: a slow reader is the driver's write
         // timeout, and the keep-alive clock restarts when the output drains.
