@@ -232,3 +232,39 @@ fn one_loop_relays_a_hundred_clients_at_once() {
     assert!(st.success(), "{err}");
     echo.stop();
 }
+
+#[test]
+fn one_loop_sends_a_large_file_to_many_clients_at_once_in_turns() {
+    // Each sendfile burst is bounded and the connection then yields to the others: every
+    // client gets its copy byte-exact, on a kept-alive connection, twice.
+    let dir = tempfile::tempdir().unwrap();
+    let big = random_bytes(3 * 1024 * 1024 + 123, 9);
+    std::fs::write(dir.path().join("big.bin"), &big).unwrap();
+    let server = common::http::start_serve(
+        plumb::models::Model::Event,
+        dir.path(),
+        &["--workers", "1", "-q"],
+    );
+    let want = sha256_hex(&big);
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = server.addr().to_string();
+            thread::spawn(move || {
+                let mut c = Client::new(&addr);
+                (0..2)
+                    .map(|_| {
+                        c.send(&get("/big.bin", ""));
+                        sha256_hex(&c.response(false).body)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for t in clients {
+        for got in t.join().unwrap() {
+            assert_eq!(got, want);
+        }
+    }
+    let (st, err) = server.stop();
+    assert!(st.success(), "{err}");
+}
