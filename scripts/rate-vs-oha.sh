@@ -52,5 +52,7 @@ for r in $(seq "$ROUNDS"); do
   printf '%-28s %10s %10s %10s %10s %10s\n' "oha (round $r)" $(oha_run)
 done
 echo "# the server stopped (SIGSTOP) for 0.5 s in the middle of the run"
-stall & printf '%-28s %10s %10s %10s %10s %10s\n' "plumb bench, stalled" $(plumb_run); wait
-stall & printf '%-28s %10s %10s %10s %10s %10s\n' "oha, stalled" $(oha_run); wait
+# (wait for the staller by PID: a bare `wait` would also wait for the server, and returns
+# early when the stopped server changes state, which ended the script before the oha run)
+stall & ST=$!; printf '%-28s %10s %10s %10s %10s %10s\n' "plumb bench, stalled" $(plumb_run); wait "$ST"
+stall & ST=$!; printf '%-28s %10s %10s %10s %10s %10s\n' "oha, stalled" $(oha_run); wait "$ST"
