@@ -13,7 +13,7 @@
 mod output;
 pub mod server;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -484,7 +484,14 @@ fn bench_one(
         bench::measure(&cfg)?;
     }
     let idle = if plan.scenario == Scenario::Idle {
-        open_idle(&srv.addr, plan.idle)
+        // Idle *keep-alive* clients: each has made one request and then gone quiet (a
+        // connection that never sent anything is not even handed to the server while the
+        // listener defers accepts, so it would cost nothing to hold).
+        let hello: &[u8] = match plan.service {
+            Service::Http => b"GET /index.html HTTP/1.1\r\nHost: plumb-compare\r\n\r\n",
+            Service::Echo | Service::Relay => b"x",
+        };
+        open_idle(&srv.addr, plan.idle, hello)
     } else {
         Vec::new()
     };
@@ -510,7 +517,8 @@ fn bench_one(
     })
 }
 
-/// Idle clients: connected, silent sockets held for the measured run.
+/// Idle clients: connected sockets that made one request and are held, silent, for the
+/// measured run.
 enum Idle {
     #[allow(dead_code)]
     Tcp(TcpStream),
@@ -518,9 +526,9 @@ enum Idle {
     Unix(UnixStream),
 }
 
-/// Opens up to `n` idle connections; stops early (and says so) when the server or the
-/// descriptor limit refuses more.
-fn open_idle(addr: &str, n: usize) -> Vec<Idle> {
+/// Opens up to `n` idle connections, each sending `hello` (one request; its answer is left
+/// unread); stops early (and says so) when the server or the descriptor limit refuses more.
+fn open_idle(addr: &str, n: usize, hello: &[u8]) -> Vec<Idle> {
     let mut out = Vec::with_capacity(n);
     let parsed = crate::net::Addr::parse(addr, None);
     let sa = match &parsed {
@@ -537,6 +545,13 @@ fn open_idle(addr: &str, n: usize) -> Vec<Idle> {
             (Ok(crate::net::Addr::Unix(p)), None) => UnixStream::connect(p).map(Idle::Unix),
             _ => break,
         };
+        let c = c.and_then(|mut c| {
+            match &mut c {
+                Idle::Tcp(s) => s.write_all(hello)?,
+                Idle::Unix(s) => s.write_all(hello)?,
+            }
+            Ok(c)
+        });
         match c {
             Ok(c) => out.push(c),
             Err(e) => {

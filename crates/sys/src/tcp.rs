@@ -11,16 +11,7 @@ use std::os::fd::AsRawFd;
 /// # Errors
 /// `EBADF`/`ENOTSOCK` for a descriptor that is not a TCP socket.
 pub fn set_notsent_lowat(sock: &impl AsRawFd, bytes: u32) -> io::Result<()> {
-    let value = bytes.min(i32::MAX as u32) as libc::c_int;
-    // SAFETY: the option value is a valid c_int that outlives the call, and its size is passed.
-    syscall!(setsockopt(
-        sock.as_raw_fd(),
-        libc::IPPROTO_TCP,
-        libc::TCP_NOTSENT_LOWAT,
-        (&value as *const libc::c_int).cast(),
-        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-    ))
-    .map(drop)
+    set_tcp_int(sock, libc::TCP_NOTSENT_LOWAT, bytes)
 }
 
 /// Sets `TCP_DEFER_ACCEPT`: the kernel finishes a connection for `accept` only once its
@@ -31,12 +22,17 @@ pub fn set_notsent_lowat(sock: &impl AsRawFd, bytes: u32) -> io::Result<()> {
 /// # Errors
 /// `EBADF`/`ENOTSOCK`/`EOPNOTSUPP` for a descriptor that is not a TCP socket.
 pub fn set_defer_accept(sock: &impl AsRawFd, secs: u32) -> io::Result<()> {
-    let value = secs.min(i32::MAX as u32) as libc::c_int;
+    set_tcp_int(sock, libc::TCP_DEFER_ACCEPT, secs)
+}
+
+/// `setsockopt(IPPROTO_TCP, option, value)` for an integer option (capped at `i32::MAX`).
+fn set_tcp_int(sock: &impl AsRawFd, option: libc::c_int, value: u32) -> io::Result<()> {
+    let value = value.min(i32::MAX as u32) as libc::c_int;
     // SAFETY: the option value is a valid c_int that outlives the call, and its size is passed.
     syscall!(setsockopt(
         sock.as_raw_fd(),
         libc::IPPROTO_TCP,
-        libc::TCP_DEFER_ACCEPT,
+        option,
         (&value as *const libc::c_int).cast(),
         std::mem::size_of::<libc::c_int>() as libc::socklen_t,
     ))
