@@ -340,7 +340,11 @@ impl HttpSession {
         self.route(&r, head);
         self.mid_request = false;
         if keep_alive {
-            self.deadline = Some(Instant::now() + self.cfg.keepalive_timeout);
+            // The keep-alive clock starts when the answer has gone out (`written`); only an
+            // answer with nothing to send (none today) starts it here.
+            if self.out.is_empty() {
+                self.deadline = Some(Instant::now() + self.cfg.keepalive_timeout);
+            }
         } else if !head.keep_alive && !head.expect_unknown {
             // The client asked for the close, so it sends nothing more: close at once
             // (`feed` switches to a lingering close if more input did come with it).
@@ -785,15 +789,19 @@ impl HttpSession {
     /// `rest`. Returns the bytes consumed, or `None` when the head is incomplete or the
     /// connection is closing.
     fn read_head(&mut self, rest: &[u8]) -> Option<usize> {
-        if !self.mid_request {
-            self.mid_request = true;
-            if self.requests > 0 {
-                self.deadline = Some(Instant::now() + self.cfg.header_timeout);
-            }
-        }
+        let first_bytes = !self.mid_request;
+        self.mid_request = true;
         let limits = self.cfg.limits;
         let (n, head) = match parse_head(rest, &limits) {
-            Ok(None) => return None,
+            Ok(None) => {
+                // The header clock runs from the request's first byte (for the first
+                // request, from the connection's start). A head that came whole needs no
+                // clock, and reading one costs a clock read per request.
+                if first_bytes && self.requests > 0 {
+                    self.deadline = Some(Instant::now() + self.cfg.header_timeout);
+                }
+                return None;
+            }
             Err(e) => {
                 self.reject(e, rest);
                 return None;
@@ -1044,6 +1052,32 @@ mod tests {
         assert!(d > Instant::now() + cfg.keepalive_timeout - Duration::from_secs(1));
         s.timed_out(d);
         assert_eq!(run(&mut s), [Seen::Close], "idle: no 408, just close");
+    }
+
+    #[test]
+    fn the_header_clock_of_a_later_request_starts_at_its_first_byte() {
+        let f = fixture();
+        let cfg = Config {
+            header_timeout: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(600),
+            ..Config::default()
+        };
+        let mut s = session(&f, cfg);
+        s.feed(Peer::Client, GET_A);
+        run(&mut s);
+        let idle = s.deadline().unwrap();
+        assert!(
+            idle > Instant::now() + Duration::from_secs(500),
+            "keep-alive clock"
+        );
+        // A whole second request leaves the clock alone; half of a third starts it.
+        s.feed(Peer::Client, GET_A);
+        run(&mut s);
+        assert_eq!(s.feed(Peer::Client, b"GET /a.txt HT"), 0);
+        let d = s.deadline().unwrap();
+        assert!(d <= Instant::now() + Duration::from_secs(1), "header clock");
+        s.timed_out(d);
+        assert!(text(&run(&mut s)).starts_with("HTTP/1.1 408 "));
     }
 
     #[test]
