@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::models::{self, Model};
-use crate::net::{Addr, BindOptions, Listener};
+use crate::net::{Addr, BindOptions, LISTENING_PREFIX, Listener};
 use crate::report::{LogConfig, LogTarget};
 use crate::services::Service;
 use crate::shutdown::Shutdown;
@@ -182,7 +182,7 @@ pub fn run_server(
     }
     for l in &listeners {
         eprintln!(
-            "plumb: listening on {} (model {})",
+            "{LISTENING_PREFIX}{} (model {})",
             l.local_addr(),
             args.model
         );

@@ -154,6 +154,17 @@ impl fmt::Display for Addr {
     }
 }
 
+/// What a server prints on stderr before each listening address; callers that start plumb
+/// as a child (`compare`, the tests) read the address back with [`parse_listening_line`].
+pub const LISTENING_PREFIX: &str = "plumb: listening on ";
+
+/// The address from a `plumb: listening on ADDR (model M)` line, or `None` for any other
+/// line.
+pub fn parse_listening_line(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix(LISTENING_PREFIX)?;
+    Some(rest.split_once(" (").map_or(rest, |(addr, _)| addr))
+}
+
 /// A bound, listening socket.
 #[derive(Debug)]
 pub enum Listener {
@@ -568,6 +579,32 @@ mod tests {
             "host",
         ] {
             assert!(Addr::parse(s, None).is_err(), "{s} should be rejected");
+        }
+    }
+
+    #[test]
+    fn parses_listening_lines() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (
+                "plumb: listening on 127.0.0.1:4000 (model event)",
+                Some("127.0.0.1:4000"),
+            ),
+            (
+                "plumb: listening on [::1]:80 (model fork)",
+                Some("[::1]:80"),
+            ),
+            (
+                "plumb: listening on unix:/tmp/a b.sock (model pool)",
+                Some("unix:/tmp/a b.sock"),
+            ),
+            ("plumb: listening on 127.0.0.1:4000", Some("127.0.0.1:4000")),
+            ("plumb: listening on ", Some("")),
+            ("plumb: shutting down", None),
+            (" plumb: listening on 127.0.0.1:1 (model event)", None),
+            ("", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse_listening_line(line), *want, "{line:?}");
         }
     }
 

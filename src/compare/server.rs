@@ -49,9 +49,8 @@ impl ChildServer {
             thread::spawn(move || {
                 for line in BufReader::new(err).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(rest) = line.strip_prefix("plumb: listening on ") {
-                        let addr = rest.split(" (").next().unwrap_or("").to_string();
-                        let _ = tx.send(addr);
+                    if let Some(addr) = crate::net::parse_listening_line(&line) {
+                        let _ = tx.send(addr.to_string());
                     }
                     let mut t = sink.lock().unwrap_or_else(|p| p.into_inner());
                     t.push_back(line);

@@ -88,9 +88,8 @@ impl Server {
         thread::spawn(move || {
             for line in BufReader::new(err).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("plumb: listening on ") {
-                    let addr = rest.split(" (").next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
+                if let Some(addr) = plumb::net::parse_listening_line(&line) {
+                    let _ = tx.send(addr.to_string());
                 }
                 let mut s = sink.lock().unwrap();
                 s.push_str(&line);
