@@ -21,13 +21,9 @@ pub struct Latency {
 /// One run's results (the `--json` document).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Report {
-    pub target: String,
-    pub connections: usize,
-    pub threads: usize,
-    pub pipeline: usize,
-    pub close: bool,
-    /// The `--rate` asked for, if any.
-    pub rate: Option<f64>,
+    /// What was run; its fields stand at the top level of the JSON.
+    #[serde(flatten)]
+    pub shape: RunShape,
     /// Responses completed in the measured window.
     pub requests: u64,
     pub duration_s: f64,
@@ -44,13 +40,14 @@ pub struct Report {
 }
 
 /// Describes the run for the report header.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunShape {
     pub target: String,
     pub connections: usize,
     pub threads: usize,
     pub pipeline: usize,
     pub close: bool,
+    /// The `--rate` asked for, if any.
     pub rate: Option<f64>,
 }
 
@@ -87,12 +84,7 @@ impl Report {
             })
             .collect();
         Report {
-            target: shape.target,
-            connections: shape.connections,
-            threads: shape.threads,
-            pipeline: shape.pipeline,
-            close: shape.close,
-            rate: shape.rate,
+            shape,
             requests: t.requests,
             duration_s: secs,
             requests_per_sec: per_sec(t.requests),
@@ -108,22 +100,23 @@ impl Report {
     /// The human summary, several lines.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
-        let mode = match (self.close, self.pipeline, self.rate) {
+        let shape = &self.shape;
+        let mode = match (shape.close, shape.pipeline, shape.rate) {
             (true, _, _) => ", a new connection per request".to_string(),
             (false, p, _) if p > 1 => format!(", pipeline {p}"),
             _ => String::new(),
         };
-        let rate = self
+        let rate = shape
             .rate
             .map_or(String::new(), |r| format!(", rate {r} req/s"));
         let _ = writeln!(
             s,
             "{}: {} connection{}, {} thread{}{mode}{rate}",
-            self.target,
-            self.connections,
-            plural(self.connections),
-            self.threads,
-            plural(self.threads),
+            shape.target,
+            shape.connections,
+            plural(shape.connections),
+            shape.threads,
+            plural(shape.threads),
         );
         let _ = writeln!(
             s,
@@ -142,7 +135,7 @@ impl Report {
             human_us(l.p99),
             human_us(l.p999),
             human_us(l.max),
-            if self.rate.is_some() {
+            if shape.rate.is_some() {
                 "  (from the scheduled send time)"
             } else {
                 ""
@@ -227,5 +220,36 @@ mod tests {
         }
         assert_eq!(human_bytes(512.0), "512.0 B");
         assert_eq!(human_bytes(3.0 * 1024.0 * 1024.0), "3.0 MiB");
+    }
+
+    #[test]
+    fn shape_fields_lead_the_json_at_top_level() {
+        let shape = RunShape {
+            target: "t".into(),
+            connections: 2,
+            threads: 1,
+            pipeline: 1,
+            close: false,
+            rate: None,
+        };
+        let totals = Totals {
+            requests: 0,
+            bytes: 0,
+            latency: hdrhistogram::Histogram::new(3).unwrap(),
+            status: Vec::new(),
+            errors: Errors::default(),
+            starved: 0,
+            duration: std::time::Duration::ZERO,
+        };
+        let report = Report::new(shape, &totals);
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(
+            json.starts_with(
+                r#"{"target":"t","connections":2,"threads":1,"pipeline":1,"close":false,"rate":null,"requests":0,"#
+            ),
+            "{json}"
+        );
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, report);
     }
 }

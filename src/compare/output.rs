@@ -5,6 +5,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, SegmentedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordusize;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -78,7 +81,7 @@ pub fn summarize(models: &[String], runs: &[Run]) -> Vec<ModelSummary> {
                     .map(|r| r.report.errors.failures() + r.report.errors.status)
                     .sum(),
                 starved: med(&|r| r.report.starved as f64) as u64,
-                connections: mine.first().map_or(0, |r| r.report.connections),
+                connections: mine.first().map_or(0, |r| r.report.shape.connections),
                 server_cpu_pct: med(&|r| r.server_cpu_pct),
                 peak_rss_kib: mine.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0),
                 rounds: mine.len(),
@@ -207,21 +210,13 @@ fn draw(
         .iter()
         .map(|s| s.requests_per_sec)
         .fold(1.0_f64, f64::max);
-    let mut c = ChartBuilder::on(&left)
-        .caption(
-            "throughput (requests/s, median; starved = connections never answered)",
-            ("sans-serif", 16),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(70)
-        .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..max_rps * 1.18)?;
-    c.configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n)
-        .x_label_formatter(&label)
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .draw()?;
+    let mut c = half_chart(
+        &left,
+        "throughput (requests/s, median; starved = connections never answered)",
+        n,
+        0.0..max_rps * 1.18,
+        &label,
+    )?;
     c.draw_series(
         Histogram::vertical(&c)
             .style(RGBColor(52, 101, 164).filled())
@@ -281,21 +276,13 @@ fn draw(
     };
     // Headroom above the tallest bar for the legend.
     let hi = (hi * 8.0).max(lo * 10.0);
-    let mut c = ChartBuilder::on(&right)
-        .caption(
-            "latency (us, log scale): p99 bar, p50 inside",
-            ("sans-serif", 16),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(70)
-        .build_cartesian_2d((0..n - 1).into_segmented(), (lo..hi).log_scale())?;
-    c.configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n)
-        .x_label_formatter(&label)
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .draw()?;
+    let mut c = half_chart(
+        &right,
+        "latency (us, log scale): p99 bar, p50 inside",
+        n,
+        (lo..hi).log_scale(),
+        &label,
+    )?;
     c.draw_series(
         Histogram::vertical(&c)
             .style(RGBColor(204, 0, 0).filled())
@@ -336,6 +323,38 @@ fn draw(
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+/// One half of the chart: a bar per model on x, values of axis `Y` up the side.
+type HalfChart<'a, 'b, Y> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<SegmentedCoord<RangedCoordusize>, Y>>;
+
+/// The frame both halves share: the caption, one segment per model on x (named by
+/// `label`), the values on y with whole-number ticks, and the mesh drawn.
+fn half_chart<'a, 'b, Y>(
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: &str,
+    models: usize,
+    y: Y,
+    label: &dyn Fn(&SegmentValue<usize>) -> String,
+) -> Result<HalfChart<'a, 'b, Y::CoordDescType>, Box<dyn std::error::Error>>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let mut c = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(70)
+        .build_cartesian_2d((0..models - 1).into_segmented(), y)?;
+    c.configure_mesh()
+        .disable_x_mesh()
+        .x_labels(models)
+        .x_label_formatter(label)
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()?;
+    Ok(c)
 }
 
 #[cfg(test)]
