@@ -154,20 +154,26 @@ fn holds_2000_idle_keep_alive_http_connections_while_serving_others() {
     holds_idle_connections(Proto::Http);
 }
 
-#[test]
-fn a_peer_that_stops_reading_is_cut_off_and_others_are_served() {
-    let server = Server::start(&[
-        "echo",
+/// `plumb SERVICE... --model event --workers 1 --listen 127.0.0.1:0 EXTRA... -q`: everything
+/// on one event loop.
+fn one_event_loop(service: &[&str], extra: &[&str]) -> Server {
+    let mut args = service.to_vec();
+    args.extend_from_slice(&[
         "--model",
         "event",
         "--workers",
         "1",
         "--listen",
         "127.0.0.1:0",
-        "--write-timeout",
-        "0.5",
-        "-q",
     ]);
+    args.extend_from_slice(extra);
+    args.push("-q");
+    Server::start(&args)
+}
+
+#[test]
+fn a_peer_that_stops_reading_is_cut_off_and_others_are_served() {
+    let server = one_event_loop(&["echo"], &["--write-timeout", "0.5"]);
     let addr = server.addr().to_string();
     // Writes without ever reading: the echo fills our receive buffer, then the server's send
     // buffer, then its window; its write stalls and the timeout closes the connection.
@@ -198,18 +204,7 @@ fn a_peer_that_stops_reading_is_cut_off_and_others_are_served() {
 #[test]
 fn one_loop_relays_a_hundred_clients_at_once() {
     let echo = Server::start(&["echo", "--model", "event", "--listen", "127.0.0.1:0", "-q"]);
-    let relay = Server::start(&[
-        "relay",
-        "--to",
-        echo.addr(),
-        "--model",
-        "event",
-        "--workers",
-        "1",
-        "--listen",
-        "127.0.0.1:0",
-        "-q",
-    ]);
+    let relay = one_event_loop(&["relay", "--to", echo.addr()], &[]);
     let clients: Vec<_> = (0..100u64)
         .map(|i| {
             let addr = relay.addr().to_string();

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::http::{Client, Response, fetch, get, start_serve};
+use common::http::{Client, Response, fetch, get, start_serve, start_serve_default_pools};
 use common::*;
 use plumb::models::Model;
 
@@ -398,21 +398,19 @@ fn listings(addr: &str, ctx: &str) {
 fn timeouts(model: Model) {
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("a.txt"), b"hello").unwrap();
-    let server = Server::start(&[
-        "serve",
-        root.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--model",
-        model.name(),
-        "--header-timeout",
-        "0.5",
-        "--keepalive-timeout",
-        "0.5",
-        "--max-requests",
-        "2",
-        "-q",
-    ]);
+    let server = start_serve_default_pools(
+        model,
+        root.path(),
+        &[
+            "--header-timeout",
+            "0.5",
+            "--keepalive-timeout",
+            "0.5",
+            "--max-requests",
+            "2",
+            "-q",
+        ],
+    );
     let addr = server.addr();
     let ctx = format!("model {model}");
 
@@ -446,19 +444,11 @@ fn timeouts(model: Model) {
 fn drain_closes_idle_connections(model: Model) {
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("a.txt"), b"hello").unwrap();
-    let mut server = Server::start(&[
-        "serve",
-        root.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--model",
-        model.name(),
-        "--keepalive-timeout",
-        "120",
-        "--grace",
-        "120",
-        "-q",
-    ]);
+    let mut server = start_serve_default_pools(
+        model,
+        root.path(),
+        &["--keepalive-timeout", "120", "--grace", "120", "-q"],
+    );
     let ctx = format!("model {model}");
     let mut c = Client::new(server.addr());
     c.send(&get("/a.txt", ""));
@@ -490,15 +480,7 @@ macro_rules! per_model {
     };
 }
 
-per_model! {
-    iterative => Model::Iterative,
-    fork_wait => Model::ForkWait,
-    fork => Model::Fork,
-    thread => Model::Thread,
-    pool => Model::Pool,
-    prefork => Model::Prefork,
-    event => Model::Event,
-}
+for_every_model!(per_model);
 
 #[test]
 fn command_line_errors_are_one_line() {

@@ -729,12 +729,4 @@ macro_rules! per_model {
     };
 }
 
-per_model! {
-    iterative => Model::Iterative,
-    fork_wait => Model::ForkWait,
-    fork => Model::Fork,
-    thread => Model::Thread,
-    pool => Model::Pool,
-    prefork => Model::Prefork,
-    event => Model::Event,
-}
+for_every_model!(per_model);

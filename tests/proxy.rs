@@ -44,13 +44,9 @@ fn relays_a_request_and_its_answer() {
 
 #[test]
 fn unreachable_upstream_is_502_bad_gateway() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let nobody = unreachable_addr();
     for &model in Model::ALL {
-        let p = proxy(model, &format!("127.0.0.1:{port}"));
+        let p = proxy(model, &nobody);
         let mut c = connect(p.addr());
         c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut answer = Vec::new();

@@ -104,13 +104,9 @@ fn half_close_from_the_upstream_side() {
 
 #[test]
 fn unreachable_upstream_closes_the_client_and_is_logged() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let nobody = unreachable_addr();
     for &model in Model::ALL {
-        let r = relay(model, "127.0.0.1:0", &format!("127.0.0.1:{port}"));
+        let r = relay(model, "127.0.0.1:0", &nobody);
         let mut c = connect(r.addr());
         let _ = c.write_all(b"anyone?");
         let mut buf = Vec::new();

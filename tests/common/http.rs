@@ -157,10 +157,21 @@ impl Client {
     }
 }
 
-/// `GET path` (HTTP/1.1, Host set) plus extra header lines.
 /// Starts `plumb serve ROOT` under `model` on a free IPv4 port, with small pools (2 prefork
 /// workers, 4 threads) and any `extra` options.
 pub fn start_serve(
+    model: plumb::models::Model,
+    root: &std::path::Path,
+    extra: &[&str],
+) -> super::Server {
+    let mut args = vec!["--workers", "2", "--threads", "4"];
+    args.extend_from_slice(extra);
+    start_serve_default_pools(model, root, &args)
+}
+
+/// Starts `plumb serve ROOT` under `model` on a free IPv4 port, with the model's own pool
+/// sizes and any `extra` options.
+pub fn start_serve_default_pools(
     model: plumb::models::Model,
     root: &std::path::Path,
     extra: &[&str],
@@ -173,15 +184,12 @@ pub fn start_serve(
         "127.0.0.1:0",
         "--model",
         model.name(),
-        "--workers",
-        "2",
-        "--threads",
-        "4",
     ];
     args.extend_from_slice(extra);
     super::Server::start(&args)
 }
 
+/// `GET path` (HTTP/1.1, Host set) plus extra header lines.
 pub fn get(path: &str, extra: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: test\r\n{extra}\r\n").into_bytes()
 }

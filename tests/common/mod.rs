@@ -53,6 +53,34 @@ pub fn has_ipv6() -> bool {
     std::net::TcpListener::bind("[::1]:0").is_ok()
 }
 
+/// A loopback `host:port` where nobody listens: a port the kernel just handed out, closed
+/// again, so connecting to it is refused.
+pub fn unreachable_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// Calls `$suite!` with one `name => Model` entry per model the binary has, so the per-model
+/// suites share one list (and their `every_model_is_tested` checks guard it).
+#[macro_export]
+macro_rules! for_every_model {
+    ($suite:ident) => {
+        $suite! {
+            iterative => plumb::models::Model::Iterative,
+            fork_wait => plumb::models::Model::ForkWait,
+            fork => plumb::models::Model::Fork,
+            thread => plumb::models::Model::Thread,
+            pool => plumb::models::Model::Pool,
+            prefork => plumb::models::Model::Prefork,
+            event => plumb::models::Model::Event,
+        }
+    };
+}
+
 /// A running `plumb` server.
 pub struct Server {
     child: Option<Child>,
