@@ -283,39 +283,28 @@ fn draw(
         (lo..hi).log_scale(),
         &label,
     )?;
-    c.draw_series(
-        Histogram::vertical(&c)
-            .style(RGBColor(204, 0, 0).filled())
-            .margin(12)
-            .baseline(lo)
-            .data(
-                summary
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| (i, s.p99_us.max(lo))),
-            ),
-    )?
-    .label("p99")
-    .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], RGBColor(204, 0, 0).filled()));
-    c.draw_series(
-        Histogram::vertical(&c)
-            .style(RGBColor(245, 121, 0).filled())
-            .margin(28)
-            .baseline(lo)
-            .data(
-                summary
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| (i, s.p50_us.max(lo))),
-            ),
-    )?
-    .label("p50")
-    .legend(|(x, y)| {
-        Rectangle::new(
-            [(x, y - 5), (x + 10, y + 5)],
-            RGBColor(245, 121, 0).filled(),
-        )
-    });
+    // The p99 bar, then the p50 bar drawn narrower inside it.
+    type Pick = fn(&ModelSummary) -> f64;
+    let bars: [(&str, RGBColor, u32, Pick); 2] = [
+        ("p99", RGBColor(204, 0, 0), 12, |s| s.p99_us),
+        ("p50", RGBColor(245, 121, 0), 28, |s| s.p50_us),
+    ];
+    for (name, color, margin, value) in bars {
+        c.draw_series(
+            Histogram::vertical(&c)
+                .style(color.filled())
+                .margin(margin)
+                .baseline(lo)
+                .data(
+                    summary
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| (i, value(s).max(lo))),
+                ),
+        )?
+        .label(name)
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+    }
     c.configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
