@@ -54,6 +54,10 @@ pub struct Args {
     /// Longest request target in bytes; longer is 414.
     #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024)]
     pub max_uri_bytes: usize,
+    /// Seconds an open file is trusted without checking its path again: edits, replacements
+    /// and deletions are seen within this time (0: on every request, at one `stat` each).
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub file_cache_valid: f64,
     /// Access log (Combined Log Format), one line per request: a file, or - for stdout.
     /// Default: stderr. -q turns it off.
     #[arg(long, value_name = "FILE|-")]
@@ -118,7 +122,10 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     };
     let service = HttpService {
         config: Arc::new(config),
-        root: Arc::new(CachedDocroot::new(root)),
+        root: Arc::new(CachedDocroot::new(
+            root,
+            cli::seconds("--file-cache-valid", args.file_cache_valid)?,
+        )),
     };
     cli::run_server(&args.server, DEFAULT_LISTEN, Arc::new(service), access)
 }

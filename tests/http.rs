@@ -496,6 +496,50 @@ fn command_line_errors_are_one_line() {
     assert!(err.contains("not a directory"), "{err}");
     let (code, _, err) = run_plumb(&["serve", ".", "--header-timeout", "-1"], b"");
     assert_eq!(code, 2, "{err}");
+    let (code, _, err) = run_plumb(&["serve", ".", "--file-cache-valid=-1"], b"");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--file-cache-valid") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+/// The open-file cache: a replaced or edited file is served as it is now, at once with
+/// `--file-cache-valid 0`, within the period by default.
+#[test]
+fn edited_and_replaced_files_are_served_fresh() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("a.txt");
+    std::fs::write(&file, b"one").unwrap();
+    let r = root.path().to_str().unwrap();
+    let strict = Server::start(&[
+        "serve",
+        r,
+        "--listen",
+        "127.0.0.1:0",
+        "-q",
+        "--file-cache-valid",
+        "0",
+    ]);
+    let default = Server::start(&["serve", r, "--listen", "127.0.0.1:0", "-q"]);
+    for s in [&strict, &default] {
+        assert_eq!(fetch(s.addr(), &get("/a.txt", "")).text(), "one");
+    }
+    let tmp = root.path().join("a.tmp");
+    std::fs::write(&tmp, b"second").unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    assert_eq!(fetch(strict.addr(), &get("/a.txt", "")).text(), "second");
+    std::fs::write(&file, b"third, in place").unwrap();
+    let r = fetch(strict.addr(), &get("/a.txt", ""));
+    assert_eq!(r.text(), "third, in place");
+    assert_eq!(r.header("content-length"), Some("15"));
+    // The default trusts an entry for a second: the edit shows within that.
+    let seen = wait_until(DEADLINE, || {
+        fetch(default.addr(), &get("/a.txt", "")).text() == "third, in place"
+    });
+    assert!(seen, "the default cache never showed the edit");
+    strict.stop();
+    default.stop();
 }
 
 #[test]
