@@ -9,7 +9,7 @@
 //! the drain and hard-stop descriptors; writes block, in slices of [`WRITE_TICK`] so that a
 //! client that stops reading cannot hold a worker past the hard stop or the write timeout.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -407,9 +407,8 @@ enum Waited {
 }
 
 /// One blocking write of a prefix of `buf`, retried while the socket buffer is full until the
-/// write timeout or the hard stop.
-/// Writes some of `buf`; `last` when the connection ends after it (see
-/// [`Stream::write_last`]).
+/// write timeout or the hard stop; `last` when the connection ends after it (see
+/// [`Stream::send`]).
 fn write_some(
     sock: &mut Stream,
     buf: &[u8],
@@ -418,12 +417,7 @@ fn write_some(
 ) -> io::Result<usize> {
     let start = Instant::now();
     loop {
-        let wrote = if last {
-            sock.write_last(buf)
-        } else {
-            sock.write(buf)
-        };
-        match wrote {
+        match sock.send(buf, last) {
             Ok(0) if !buf.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

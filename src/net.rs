@@ -423,15 +423,16 @@ impl Stream {
         }
     }
 
-    /// Writes bytes after which the connection ends: on TCP, with `MSG_MORE`, so the FIN of
-    /// the coming close or shutdown leaves in the same segment as the last data.
+    /// Writes a prefix of `buf`, like `write`. `last` says the connection ends after these
+    /// bytes: on TCP they then go with `MSG_MORE`, so the FIN of the coming close or
+    /// shutdown leaves in the same segment as the last data.
     ///
     /// # Errors
     /// As for `write`.
-    pub fn write_last(&mut self, buf: &[u8]) -> io::Result<usize> {
+    pub fn send(&mut self, buf: &[u8], last: bool) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => plumb_sys::tcp::send_more(s, buf),
-            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) if last => plumb_sys::tcp::send_more(s, buf),
+            _ => self.write(buf),
         }
     }
 

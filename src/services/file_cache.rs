@@ -102,26 +102,22 @@ impl CachedDocroot {
             }
             (Arc::clone(&e.file), e.id)
         };
-        let fresh = std::fs::metadata(self.inner.root().join(rel))
-            .ok()
-            .filter(|m| m.is_file() && Identity::of(m) == id);
+        // Same identity means the same inode, size and times: the cached `meta` still holds.
+        let unchanged = std::fs::metadata(self.inner.root().join(rel))
+            .is_ok_and(|m| m.is_file() && Identity::of(&m) == id);
         let mut entries = self.lock();
         let current = entries
             .get_mut(rel)
             .filter(|e| Arc::ptr_eq(&e.file, &file))?;
-        match fresh {
-            Some(m) => {
-                current.checked = now;
-                current.meta = Meta::from_std(&m);
-                Some(Opened {
-                    file,
-                    meta: current.meta,
-                })
-            }
-            None => {
-                entries.remove(rel);
-                None
-            }
+        if unchanged {
+            current.checked = now;
+            Some(Opened {
+                file,
+                meta: current.meta,
+            })
+        } else {
+            entries.remove(rel);
+            None
         }
     }
 }

@@ -8,7 +8,7 @@
 //! comes back short, which on a stream socket means it was emptied). A socket the session
 //! does not want to read from right now keeps its flag and is read as soon as it does.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -285,12 +285,7 @@ impl Conn {
                         Stop::WriteBlocked
                     } else {
                         budget -= 1;
-                        let wrote = if last {
-                            side.stream.write_last(buf)
-                        } else {
-                            side.stream.write(buf)
-                        };
-                        match wrote {
+                        match side.stream.send(buf, last) {
                             Ok(0) if !buf.is_empty() => {
                                 return Err(io::ErrorKind::WriteZero.into());
                             }

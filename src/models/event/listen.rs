@@ -15,9 +15,12 @@ const NOTSENT_LOWAT: u32 = 64 * 1024;
 
 /// One loop's listening sockets: a dup of each shared listener for the first loop, a fresh
 /// `SO_REUSEPORT` socket on the same address for the others (UNIX: a dup for all).
+/// `defer`: the service's clients speak first, so a fresh clone gets `TCP_DEFER_ACCEPT` like
+/// the shared listeners it copies (see [`Listener::defer_accept`]).
 pub(super) fn loop_listeners(
     listeners: &[Listener],
     index: usize,
+    defer: bool,
 ) -> io::Result<Vec<LoopListener>> {
     let mut out = Vec::with_capacity(listeners.len());
     for l in listeners {
@@ -28,7 +31,12 @@ pub(super) fn loop_listeners(
             Listener::Tcp(t) if index == 0 => {
                 LoopListener::Tcp(mio::net::TcpListener::from_std(t.try_clone()?))
             }
-            Listener::Tcp(_) => match l.reuse_port_clone() {
+            Listener::Tcp(_) => match l.reuse_port_clone().and_then(|clone| {
+                if defer {
+                    clone.defer_accept()?;
+                }
+                Ok(clone)
+            }) {
                 Ok(Listener::Tcp(t)) => {
                     t.set_nonblocking(true)?;
                     LoopListener::Tcp(mio::net::TcpListener::from_std(t))
@@ -74,14 +82,7 @@ impl LoopListener {
         }
     }
 
-    /// Registers the listener; `defer` when clients speak first (see
-    /// [`crate::services::Service::client_speaks_first`]).
-    pub(super) fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        defer: bool,
-    ) -> io::Result<()> {
+    pub(super) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         match self {
             LoopListener::Tcp(l) => {
                 // Responses are written whole, so Nagle would only delay them. Accepted
@@ -93,9 +94,6 @@ impl LoopListener {
                 // client's ACK processing on the client's CPU (10 MiB benchmark: wrk's core
                 // saturated, 0.8x nginx; with it, 1.2x). Also inherited by accepted sockets.
                 plumb_sys::tcp::set_notsent_lowat(&*l, NOTSENT_LOWAT)?;
-                if defer {
-                    plumb_sys::tcp::set_defer_accept(&*l, crate::net::DEFER_ACCEPT_SECS)?;
-                }
                 registry.register(l, token, Interest::READABLE)
             }
             LoopListener::Unix(l) => registry.register(l, token, Interest::READABLE),

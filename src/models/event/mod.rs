@@ -62,7 +62,11 @@ pub fn run(server: &Server) -> io::Result<Summary> {
     let loops = server.options.workers.max(1);
     let mut sets = Vec::with_capacity(loops);
     for i in 0..loops {
-        sets.push(loop_listeners(&server.listeners, i)?);
+        sets.push(loop_listeners(
+            &server.listeners,
+            i,
+            server.service.client_speaks_first(),
+        )?);
     }
     in_process(server, |reporter| {
         let batcher = Batcher::default();
@@ -138,11 +142,7 @@ impl<'s> EventLoop<'s> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         for (i, l) in listeners.iter_mut().enumerate() {
-            l.register(
-                &registry,
-                Token(LISTENERS - i),
-                server.service.client_speaks_first(),
-            )?;
+            l.register(&registry, Token(LISTENERS - i))?;
         }
         for (fd, token) in [
             (server.shutdown.drain_fd(), DRAIN),

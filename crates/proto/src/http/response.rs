@@ -82,11 +82,6 @@ impl std::fmt::Debug for ETag {
     }
 }
 
-/// The `ETag` of a file's metadata.
-pub fn etag(meta: &Meta) -> ETag {
-    ETag::of(meta)
-}
-
 /// The extensions nearly every site serves, answered without a search through the full
 /// table (which is what `mime_guess` does: a sorted case-insensitive search per request).
 /// A test keeps this list in agreement with `mime_guess`.
@@ -584,7 +579,7 @@ mod tests {
     fn preconditions() {
         use Precondition::*;
         let m = meta(10, false);
-        let tag = etag(&m);
+        let tag = ETag::of(&m);
         let tag = tag.as_str();
         let secs = 1_000_000_000;
         assert_eq!(tag, "\"7-a-3b9aca00.0\"");
