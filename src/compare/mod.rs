@@ -14,8 +14,6 @@ mod output;
 pub mod server;
 
 use std::io::{IsTerminal, Write};
-use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +22,7 @@ use std::time::Duration;
 use crate::bench::{self, Stop};
 use crate::cli::usage;
 use crate::models::Model;
+use crate::net::{Addr, Stream};
 use output::Run;
 use server::{ChildServer, RssSampler};
 
@@ -517,39 +516,21 @@ fn bench_one(
     })
 }
 
-/// Idle clients: connected sockets that made one request and are held, silent, for the
-/// measured run.
-enum Idle {
-    #[allow(dead_code)]
-    Tcp(TcpStream),
-    #[allow(dead_code)]
-    Unix(UnixStream),
-}
-
 /// Opens up to `n` idle connections, each sending `hello` (one request; its answer is left
-/// unread); stops early (and says so) when the server or the descriptor limit refuses more.
-fn open_idle(addr: &str, n: usize, hello: &[u8]) -> Vec<Idle> {
+/// unread) and then held, silent, for the measured run; stops early (and says so) when the
+/// server or the descriptor limit refuses more.
+fn open_idle(addr: &str, n: usize, hello: &[u8]) -> Vec<Stream> {
     let mut out = Vec::with_capacity(n);
-    let parsed = crate::net::Addr::parse(addr, None);
-    let sa = match &parsed {
-        Ok(crate::net::Addr::Tcp { .. }) => parsed
-            .as_ref()
-            .ok()
-            .and_then(|a| a.resolve().ok())
-            .and_then(|v| v.into_iter().next()),
-        _ => None,
+    let addr = match Addr::parse(addr, None) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("plumb: no idle connections opened: {addr}: {e}");
+            return out;
+        }
     };
     for _ in 0..n {
-        let c = match (&parsed, sa) {
-            (_, Some(sa)) => TcpStream::connect_timeout(&sa, Duration::from_secs(1)).map(Idle::Tcp),
-            (Ok(crate::net::Addr::Unix(p)), None) => UnixStream::connect(p).map(Idle::Unix),
-            _ => break,
-        };
-        let c = c.and_then(|mut c| {
-            match &mut c {
-                Idle::Tcp(s) => s.write_all(hello)?,
-                Idle::Unix(s) => s.write_all(hello)?,
-            }
+        let c = Stream::connect(&addr, Some(Duration::from_secs(1))).and_then(|mut c| {
+            c.write_all(hello)?;
             Ok(c)
         });
         match c {
