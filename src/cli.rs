@@ -166,6 +166,7 @@ pub fn run_server(
     .map(|a| Addr::parse(a, None).map_err(usage))
     .collect::<anyhow::Result<_>>()?;
     let shutdown = Shutdown::install(grace)?;
+    shutdown.set_announce(!args.quiet);
     let mut listeners = Vec::new();
     for a in &addrs {
         // The event model opens one more SO_REUSEPORT socket per extra loop.

@@ -34,6 +34,8 @@ struct Inner {
     hard_r: OwnedFd,
     hard_w: Mutex<Option<OwnedFd>>,
     grace: Duration,
+    /// Say on stderr that the drain began (off with `-q`).
+    announce: AtomicBool,
 }
 
 impl Shutdown {
@@ -66,6 +68,7 @@ impl Shutdown {
             hard_r,
             hard_w: Mutex::new(Some(hard_w)),
             grace,
+            announce: AtomicBool::new(true),
         })))
     }
 
@@ -111,10 +114,30 @@ impl Shutdown {
         self.0.hard_r.as_raw_fd()
     }
 
-    /// Broadcasts the drain; returns the hard deadline.
+    /// Whether [`Shutdown::begin_drain`] prints its line (`-q` turns it off).
+    pub fn set_announce(&self, yes: bool) {
+        self.0.announce.store(yes, Ordering::SeqCst);
+    }
+
+    /// Broadcasts the drain; returns the hard deadline. The first call after a signal says
+    /// so in one line and re-arms the stop flag, so that a second SIGINT/SIGTERM during the
+    /// grace period can be told apart ([`Shutdown::stop_again`]) and end it at once.
     pub fn begin_drain(&self) -> Instant {
-        drop(lock(&self.0.drain_w).take());
+        let first = lock(&self.0.drain_w).take().is_some();
+        if first && self.0.stop.swap(false, Ordering::SeqCst) {
+            if self.0.announce.load(Ordering::SeqCst) && !self.0.grace.is_zero() {
+                eprintln!(
+                    "plumb: draining: open connections may finish for up to {} s (signal again to stop now)",
+                    format_secs(self.0.grace)
+                );
+            }
+        }
         Instant::now() + self.0.grace
+    }
+
+    /// Whether a stop signal came again after the drain began (empties the wake pipe).
+    pub fn stop_again(&self) -> bool {
+        lock(&self.0.drain_w).is_none() && self.check()
     }
 
     /// Broadcasts the hard stop.
@@ -136,6 +159,12 @@ impl Shutdown {
         let _ = plumb_sys::ignore_signal(SIGHUP);
         let _ = plumb_sys::die_with_parent(plumb_sys::signal::SIGKILL);
     }
+}
+
+/// Seconds as a user wrote them: "5", "0.5".
+fn format_secs(d: Duration) -> String {
+    let s = format!("{:.3}", d.as_secs_f64());
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -290,14 +290,21 @@ impl Supervisor {
                     }
                 }
                 let deadline = stopper.begin_drain();
-                let mut fds = [PollFd::new(done_r.as_raw_fd(), events::READ)];
                 while Instant::now() < deadline {
+                    let mut fds = [
+                        PollFd::new(done_r.as_raw_fd(), events::READ),
+                        PollFd::new(wake, events::READ),
+                    ];
                     let _ = plumb_sys::poll(
                         &mut fds,
                         Some(deadline.saturating_duration_since(Instant::now())),
                     );
                     if fds[0].ready() {
                         return;
+                    }
+                    // A second SIGINT/SIGTERM: the user does not want to wait.
+                    if fds[1].ready() && stopper.stop_again() {
+                        break;
                     }
                 }
                 stopper.hard_stop();

@@ -90,7 +90,13 @@ impl<'a> Parent<'a> {
     /// Every child is reaped before this returns.
     pub(crate) fn finish(mut self) -> Summary {
         let deadline = self.server.shutdown.begin_drain();
-        self.wait_children_until(deadline);
+        // The grace period, cut short by a second SIGINT/SIGTERM.
+        while !self.children.is_empty() && Instant::now() < deadline {
+            self.wait(Some(deadline.saturating_duration_since(Instant::now())));
+            if self.server.shutdown.stop_requested() {
+                break;
+            }
+        }
         self.server.shutdown.hard_stop();
         self.wait_children_until(Instant::now() + Duration::from_secs(1));
         for &pid in &self.children {
