@@ -124,13 +124,12 @@ impl Shutdown {
     /// grace period can be told apart ([`Shutdown::stop_again`]) and end it at once.
     pub fn begin_drain(&self) -> Instant {
         let first = lock(&self.0.drain_w).take().is_some();
-        if first && self.0.stop.swap(false, Ordering::SeqCst) {
-            if self.0.announce.load(Ordering::SeqCst) && !self.0.grace.is_zero() {
-                eprintln!(
-                    "plumb: draining: open connections may finish for up to {} s (signal again to stop now)",
-                    format_secs(self.0.grace)
-                );
-            }
+        let by_signal = first && self.0.stop.swap(false, Ordering::SeqCst);
+        if by_signal && self.0.announce.load(Ordering::SeqCst) && !self.0.grace.is_zero() {
+            eprintln!(
+                "plumb: draining: open connections may finish for up to {} s (signal again to stop now)",
+                format_secs(self.0.grace)
+            );
         }
         Instant::now() + self.0.grace
     }
