@@ -12,7 +12,7 @@ pub mod bench;
 pub mod cli;
 pub mod compare;
 pub mod connect;
-pub mod driver;
+pub mod drive;
 pub mod ipc;
 pub mod models;
 pub mod net;

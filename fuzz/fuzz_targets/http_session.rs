@@ -30,22 +30,22 @@ fn root() -> Arc<dyn Docroot> {
 }
 
 /// Performs actions until the session waits or closes; true on close.
-fn perform(s: &mut HttpSession, write_limit: usize) -> bool {
+fn perform(s: &mut HttpSession, write_limit: usize, now: Instant) -> bool {
     // Bounded well above the most actions a legitimate answer needs (1-byte writes of a
     // listing or multipart body), so a session that loops forever is caught.
     for _ in 0..2_000_000 {
         match s.next_action() {
             Action::Write(_, b) => {
                 let n = b.len().min(write_limit);
-                s.written(Peer::Client, n);
+                s.written(Peer::Client, n, now);
             }
-            Action::SendFile { len, .. } => {
-                s.written(Peer::Client, (len as usize).min(write_limit * 4));
+            Action::SendBody { len, .. } => {
+                s.written(Peer::Client, (len as usize).min(write_limit * 4), now);
             }
             Action::Shutdown(_) => {}
             Action::Close => return true,
             Action::Wait => return false,
-            Action::Connect => panic!("HTTP never connects upstream"),
+            other => panic!("a static-file session never asks for {other:?}"),
         }
         while s.take_log().is_some() {}
     }
@@ -61,7 +61,9 @@ fuzz_target!(|data: &[u8]| {
         hidden: knobs & 4 != 0,
         ..Config::default()
     };
-    let mut s = HttpSession::new(Arc::new(cfg), root(), "127.0.0.1:1");
+    // A virtual clock: one base instant, advanced by the fuzzer's steps (never read again).
+    let mut now = Instant::now();
+    let mut s = HttpSession::new(Arc::new(cfg), root(), "127.0.0.1:1", now);
     let write_limit = 1 + usize::from(knobs >> 3) * 97;
     let mut held: Vec<u8> = Vec::new();
     let mut rest = data;
@@ -74,27 +76,31 @@ fuzz_target!(|data: &[u8]| {
         held.extend_from_slice(&rest[..take]);
         rest = &rest[take..];
         if s.wants_read(Peer::Client) {
-            let n = s.feed(Peer::Client, &held);
+            let n = s.feed(Peer::Client, &held, now);
             assert!(n <= held.len());
             held.drain(..n);
         }
         match step >> 6 {
-            1 => s.timed_out(s.deadline().unwrap_or_else(Instant::now) + Duration::from_millis(1)),
-            2 if step & 0x20 != 0 => s.drain(),
-            _ => {}
+            1 => {
+                now = s.deadline().unwrap_or(now).max(now) + Duration::from_millis(1);
+                s.timed_out(now);
+            }
+            2 if step & 0x20 != 0 => s.drain(now),
+            _ => now += Duration::from_micros(u64::from(step)),
         }
-        closed = perform(&mut s, write_limit);
+        closed = perform(&mut s, write_limit, now);
     }
     if !closed {
-        s.eof(Peer::Client);
-        closed = perform(&mut s, write_limit);
+        s.eof(Peer::Client, now);
+        closed = perform(&mut s, write_limit, now);
     }
     if !closed {
         // Lingering after a shutdown ends at its deadline.
         if let Some(d) = s.deadline() {
-            s.timed_out(d);
+            now = now.max(d);
+            s.timed_out(now);
         }
-        closed = perform(&mut s, write_limit);
+        closed = perform(&mut s, write_limit, now);
     }
     assert!(closed, "the session did not close after the client's EOF");
 });

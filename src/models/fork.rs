@@ -8,7 +8,7 @@ use std::io;
 
 use super::process::Parent;
 use super::{Server, Wake, wait_for_work};
-use crate::driver::serve_connection;
+use crate::drive::blocking::serve_connection;
 use crate::report::Summary;
 
 pub fn run(server: &Server) -> io::Result<Summary> {

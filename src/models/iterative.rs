@@ -5,7 +5,7 @@
 use std::io;
 
 use super::{Server, Wake, in_process, wait_for_work};
-use crate::driver::serve_connection;
+use crate::drive::blocking::serve_connection;
 use crate::report::Summary;
 
 pub fn run(server: &Server) -> io::Result<Summary> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use plumb_sys::{PollFd, events};
 
-use crate::driver::DriverContext;
+use crate::drive::Context;
 use crate::net::{Listener, Stream};
 use crate::report::{LogConfig, Reporter, Summary};
 use crate::services::Service;
@@ -103,8 +103,8 @@ pub struct Server {
 }
 
 impl Server {
-    pub(crate) fn context<'a>(&'a self, reporter: &'a Reporter, by: u32) -> DriverContext<'a> {
-        DriverContext {
+    pub(crate) fn context<'a>(&'a self, reporter: &'a Reporter, by: u32) -> Context<'a> {
+        Context {
             service: &*self.service,
             reporter,
             drain_fd: self.shutdown.drain_fd(),

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use super::waiting_room::WaitingRoom;
 use super::{Gate, Server, Wake, in_process, wait_for_work};
-use crate::driver::{Connection, Mode, Progress};
+use crate::drive::Connection;
+use crate::drive::blocking::{self, Mode, Progress};
 use crate::net::Stream;
 use crate::report::Summary;
 use crate::shutdown;
@@ -27,7 +28,7 @@ enum Job {
     /// A freshly accepted connection (holds a place in the new-connection queue).
     New(Stream, String),
     /// A parked connection that has work again.
-    Resume(Connection),
+    Resume(Box<Connection>),
 }
 
 pub fn run(server: &Server) -> io::Result<Summary> {
@@ -39,30 +40,29 @@ pub fn run(server: &Server) -> io::Result<Summary> {
         let open = Gate::new(server.options.max_connections);
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Mutex::new(rx);
-        let (room, parker) = WaitingRoom::new(&server.shutdown)?;
+        let (room, parker) = WaitingRoom::new(&server.shutdown, server.options.write_timeout)?;
         let closing = AtomicBool::new(false);
-        // Jobs sent and not yet taken by a worker: while some wait, busy connections yield.
         let queued = AtomicUsize::new(0);
         let drain = server.shutdown.drain_fd();
         thread::scope(|scope| -> io::Result<()> {
-            // The waiting room sends ready connections back as jobs.
-            let (resume_tx, resume_rx) = mpsc::channel::<Connection>();
-            let forward = tx.clone();
-            let queued_ref = &queued;
-            thread::Builder::new()
-                .name("plumb-pool-resume".into())
-                .spawn_scoped(scope, move || {
-                    for c in resume_rx {
-                        queued_ref.fetch_add(1, Ordering::SeqCst);
-                        if forward.send(Job::Resume(c)).is_err() {
-                            return;
-                        }
-                    }
-                })?;
-            let closing_ref = &closing;
+            // A resumed connection goes from the waiting room straight onto the job queue.
+            let back = Mutex::new(tx.clone());
+            let (closing_ref, queued_ref) = (&closing, &queued);
             thread::Builder::new()
                 .name("plumb-pool-wait".into())
-                .spawn_scoped(scope, move || room.run(resume_tx, closing_ref))?;
+                .spawn_scoped(scope, move || {
+                    let resume = |c: Connection| {
+                        queued_ref.fetch_add(1, Ordering::SeqCst);
+                        let sent = back
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .send(Job::Resume(Box::new(c)));
+                        if sent.is_err() {
+                            queued_ref.fetch_sub(1, Ordering::SeqCst);
+                        }
+                    };
+                    room.run(&resume, closing_ref)
+                })?;
             for i in 0..threads {
                 let (rx, intake, open, parker, queued) =
                     (&rx, &intake, &open, parker.clone(), &queued);
@@ -79,16 +79,22 @@ pub fn run(server: &Server) -> io::Result<Summary> {
                             let mut conn = match job {
                                 Ok(Job::New(stream, peer)) => {
                                     intake.release();
-                                    Connection::new(stream, peer, &ctx)
+                                    match blocking::open(stream, peer, &ctx) {
+                                        Some(c) => c,
+                                        None => {
+                                            open.release();
+                                            continue;
+                                        }
+                                    }
                                 }
-                                Ok(Job::Resume(c)) => c,
+                                Ok(Job::Resume(c)) => *c,
                                 Err(_) => return,
                             };
                             let others_waiting = || queued.load(Ordering::Relaxed) > 0;
-                            match conn.drive(&ctx, Mode::Park(&others_waiting)) {
+                            match blocking::drive(&mut conn, &ctx, Mode::Park(&others_waiting)) {
                                 Progress::Idle => parker.park(conn),
                                 Progress::Done => {
-                                    conn.finish(&ctx);
+                                    blocking::finish(conn, &ctx);
                                     open.release();
                                 }
                             }

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::{Gate, Server, Wake, in_process, wait_for_work};
-use crate::driver::serve_connection;
+use crate::drive::blocking::serve_connection;
 use crate::report::Summary;
 use crate::shutdown;
 

@@ -2,29 +2,31 @@
 //! client, a slowloris trickling its headers, an echo client thinking) wait here, watched by
 //! one epoll thread, instead of each pinning a pool worker. When a parked connection becomes
 //! readable, reaches its session's deadline, or the server drains or stops, it goes back on the
-//! pool's queue and the next free worker resumes it.
+//! pool's job queue directly (no hop through another thread) and the next free worker resumes it.
+//! A connection whose write is blocked (a client that stopped reading) waits here too, for
+//! writability.
 //!
 //! This is the "half-sync/half-async" pool (Apache's event MPM, Jetty): workers only ever hold
 //! connections that have work, so a few hundred slow clients cannot starve a pool of 32
 //! threads. Costs one epoll registration per park and a queue hop per resume.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::io;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::driver::Connection;
+use crate::drive::Connection;
+use crate::drive::timers::{Deadlines, Due};
 use crate::shutdown::Shutdown;
 
 const WAKER: Token = Token(usize::MAX);
 const DRAIN: Token = Token(usize::MAX - 1);
 const HARD: Token = Token(usize::MAX - 2);
 
-/// Hands parked connections to the waiting-room thread.
+/// The handle workers use to park a connection.
 #[derive(Clone)]
 pub(crate) struct Parker {
     inbox: Arc<Mutex<Vec<Connection>>>,
@@ -34,13 +36,12 @@ pub(crate) struct Parker {
 impl Parker {
     pub(crate) fn park(&self, c: Connection) {
         self.inbox.lock().unwrap_or_else(|p| p.into_inner()).push(c);
-        // A failed wake leaves the connection parked until the next event; log it.
         if let Err(e) = self.waker.wake() {
             log::warn!("waiting room wake: {e}");
         }
     }
 
-    /// Asks the waiting-room thread to end (once it holds no connection).
+    /// Wakes the room so it notices the pool is closing.
     pub(crate) fn close(&self) {
         let _ = self.waker.wake();
     }
@@ -49,16 +50,21 @@ impl Parker {
 pub(crate) struct WaitingRoom {
     poll: Poll,
     inbox: Arc<Mutex<Vec<Connection>>>,
+    /// Parked connections by id, with the descriptors registered for them.
     parked: HashMap<usize, (Connection, Vec<i32>)>,
-    deadlines: BinaryHeap<Reverse<(Instant, usize)>>,
+    deadlines: Deadlines,
     next_id: usize,
     drain_fd: i32,
+    write_timeout: Duration,
     drain_seen: bool,
     hard_seen: bool,
 }
 
 impl WaitingRoom {
-    pub(crate) fn new(shutdown: &Shutdown) -> io::Result<(WaitingRoom, Parker)> {
+    pub(crate) fn new(
+        shutdown: &Shutdown,
+        write_timeout: Duration,
+    ) -> io::Result<(WaitingRoom, Parker)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         poll.registry().register(
@@ -73,20 +79,21 @@ impl WaitingRoom {
             poll,
             inbox: Arc::clone(&inbox),
             parked: HashMap::new(),
-            deadlines: BinaryHeap::new(),
+            deadlines: Deadlines::default(),
             next_id: 0,
             drain_fd: shutdown.drain_fd(),
+            write_timeout,
             drain_seen: false,
             hard_seen: false,
         };
         Ok((room, Parker { inbox, waker }))
     }
 
-    /// Runs until `closing` is set and no connection is parked. Ready connections go to
-    /// `resume`.
+    /// Watches parked connections and hands each to `resume` (the pool's job queue) when it
+    /// has something to do, until `closing` is set and the room is empty.
     pub(crate) fn run(
         mut self,
-        resume: mpsc::Sender<Connection>,
+        resume: &dyn Fn(Connection),
         closing: &std::sync::atomic::AtomicBool,
     ) {
         let mut events = Events::with_capacity(256);
@@ -94,8 +101,8 @@ impl WaitingRoom {
             let now = Instant::now();
             let timeout = self
                 .deadlines
-                .peek()
-                .map(|Reverse((t, _))| t.saturating_duration_since(now));
+                .next()
+                .map(|t| t.saturating_duration_since(now));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::warn!("waiting room poll: {e}");
@@ -108,7 +115,6 @@ impl WaitingRoom {
                 match ev.token() {
                     WAKER => {}
                     DRAIN => {
-                        // A one-time broadcast: everyone parked now hears it once.
                         self.drain_seen = true;
                         let _ = self
                             .poll
@@ -124,25 +130,22 @@ impl WaitingRoom {
                 }
             }
             let now = Instant::now();
-            while let Some(Reverse((t, id))) = self.deadlines.peek().copied() {
-                if t > now {
-                    break;
-                }
-                self.deadlines.pop();
-                ready.push(id);
+            while let Some(due) = self.deadlines.pop_due(now) {
+                // An entry of a connection resumed meanwhile finds nothing: harmless.
+                ready.push(due.slot);
             }
             for id in ready {
                 if let Some((c, fds)) = self.parked.remove(&id) {
                     for fd in fds {
                         let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
                     }
-                    let _ = resume.send(c);
+                    resume(c);
                 }
             }
             let arrivals =
                 std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|p| p.into_inner()));
             for c in arrivals {
-                self.admit(c, &resume);
+                self.admit(c, resume);
             }
             if closing.load(std::sync::atomic::Ordering::SeqCst) && self.parked.is_empty() {
                 return;
@@ -150,30 +153,40 @@ impl WaitingRoom {
         }
     }
 
-    fn admit(&mut self, c: Connection, resume: &mpsc::Sender<Connection>) {
-        let (fds, deadline) = c.interest();
-        // Stopped, or drained while on its way here, or nothing that could ever wake it:
-        // straight back to a worker.
+    fn admit(&mut self, c: Connection, resume: &dyn Fn(Connection)) {
+        let interest = c.interest();
+        let deadline = c.deadline(self.write_timeout);
         if self.hard_seen
             || (self.drain_seen && !c.drained())
-            || (fds.is_empty() && deadline.is_none())
+            || (interest.is_empty() && deadline.is_none())
         {
-            let _ = resume.send(c);
+            resume(c);
             return;
         }
         let id = self.next_id;
         self.next_id = (self.next_id + 1) % (usize::MAX - 3);
-        for &fd in &fds {
-            if let Err(e) =
-                self.poll
-                    .registry()
-                    .register(&mut SourceFd(&fd), Token(id), Interest::READABLE)
+        let mut fds = Vec::with_capacity(interest.len());
+        for i in &interest {
+            let want = match (i.read, i.write) {
+                (true, true) => Interest::READABLE | Interest::WRITABLE,
+                (false, true) => Interest::WRITABLE,
+                _ => Interest::READABLE,
+            };
+            match self
+                .poll
+                .registry()
+                .register(&mut SourceFd(&i.fd), Token(id), want)
             {
-                log::warn!("waiting room register: {e}");
+                Ok(()) => fds.push(i.fd),
+                Err(e) => log::warn!("waiting room register: {e}"),
             }
         }
-        if let Some(t) = deadline {
-            self.deadlines.push(Reverse((t, id)));
+        if let Some(at) = deadline {
+            self.deadlines.push(Due {
+                at,
+                slot: id,
+                id: 0,
+            });
         }
         self.parked.insert(id, (c, fds));
     }

@@ -1,5 +1,7 @@
 //! The echo service: the sans-IO [`plumb_proto::echo::Echo`] session, nothing more.
 
+use std::time::Instant;
+
 use plumb_proto::Session;
 use plumb_proto::echo::Echo;
 
@@ -14,7 +16,7 @@ impl Service for EchoService {
     fn client_speaks_first(&self) -> bool {
         true
     }
-    fn session(&self, _peer: &str) -> Box<dyn Session + Send> {
+    fn session(&self, _peer: &str, _now: Instant) -> Box<dyn Session + Send> {
         Box::new(Echo::new())
     }
 }

@@ -1,6 +1,8 @@
 //! The HTTP static-file service (`plumb serve`): one sans-IO
 //! [`plumb_proto::http::HttpSession`] per connection over a shared document root.
 
+use std::time::Instant;
+
 use std::sync::Arc;
 
 use plumb_proto::Session;
@@ -20,11 +22,12 @@ impl Service for HttpService {
     fn client_speaks_first(&self) -> bool {
         true
     }
-    fn session(&self, peer: &str) -> Box<dyn Session + Send> {
+    fn session(&self, peer: &str, now: Instant) -> Box<dyn Session + Send> {
         Box::new(HttpSession::new(
             Arc::clone(&self.config),
             Arc::clone(&self.root),
             peer,
+            now,
         ))
     }
 }

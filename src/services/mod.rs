@@ -2,6 +2,8 @@
 //! asks its service for one fresh session per accepted connection and hands it to a driver;
 //! it never learns which protocol it runs.
 
+use std::time::Instant;
+
 use plumb_proto::Session;
 
 use crate::net::Addr;
@@ -15,8 +17,8 @@ pub mod relay;
 pub trait Service: Send + Sync {
     /// A short name for messages ("echo", "http", "relay").
     fn name(&self) -> &'static str;
-    /// A fresh session for a connection from `peer`.
-    fn session(&self, peer: &str) -> Box<dyn Session + Send>;
+    /// A fresh session for a connection from `peer`, accepted at `now`.
+    fn session(&self, peer: &str, now: Instant) -> Box<dyn Session + Send>;
     /// Whether clients always send first (HTTP, echo), so a listener may wait for a
     /// connection's first data before handing it over (`TCP_DEFER_ACCEPT`). Not for a relay:
     /// the protocol it carries may start with the server (an SSH or SMTP banner).

@@ -1,6 +1,8 @@
 //! The relay service (`plumb relay`, `plumb serve --proxy`): each client gets a new upstream
 //! connection and the sans-IO [`plumb_proto::relay::Relay`] session copies between them.
 
+use std::time::Instant;
+
 use plumb_proto::Session;
 use plumb_proto::relay::{OnConnectFailure, Relay};
 
@@ -19,7 +21,7 @@ impl Service for RelayService {
             OnConnectFailure::BadGateway => "proxy",
         }
     }
-    fn session(&self, _peer: &str) -> Box<dyn Session + Send> {
+    fn session(&self, _peer: &str, _now: Instant) -> Box<dyn Session + Send> {
         Box::new(Relay::new(self.on_failure))
     }
     fn upstream(&self) -> Option<&Addr> {

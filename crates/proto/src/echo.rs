@@ -5,6 +5,8 @@
 //! consuming, so a client that writes without reading is slowed by TCP flow control instead
 //! of growing the server's memory.
 
+use std::time::Instant;
+
 use crate::session::{Action, OutBuf, Peer, Session};
 
 /// Most bytes held for echoing before the session stops reading.
@@ -23,14 +25,14 @@ impl Echo {
 }
 
 impl Session for Echo {
-    fn feed(&mut self, peer: Peer, input: &[u8]) -> usize {
+    fn feed(&mut self, peer: Peer, input: &[u8], _now: Instant) -> usize {
         debug_assert_eq!(peer, Peer::Client);
         let take = input.len().min(ECHO_WINDOW.saturating_sub(self.out.len()));
         self.out.extend(&input[..take]);
         take
     }
 
-    fn eof(&mut self, _peer: Peer) {
+    fn eof(&mut self, _peer: Peer, _now: Instant) {
         self.client_eof = true;
     }
 
@@ -49,7 +51,7 @@ impl Session for Echo {
         }
     }
 
-    fn written(&mut self, _peer: Peer, n: usize) {
+    fn written(&mut self, _peer: Peer, n: usize, _now: Instant) {
         self.out.consume(n);
     }
 }
@@ -65,22 +67,22 @@ mod tests {
         for chunk in chunks {
             let mut rest = *chunk;
             while !rest.is_empty() {
-                let n = s.feed(Peer::Client, rest);
+                let n = s.feed(Peer::Client, rest, Instant::now());
                 rest = &rest[n..];
                 while let Action::Write(_, buf) = s.next_action() {
                     let n = buf.len().min(write_limit);
                     out.extend_from_slice(&buf[..n]);
-                    s.written(Peer::Client, n);
+                    s.written(Peer::Client, n, Instant::now());
                 }
             }
         }
-        s.eof(Peer::Client);
+        s.eof(Peer::Client, Instant::now());
         loop {
             match s.next_action() {
                 Action::Write(_, buf) => {
                     let n = buf.len().min(write_limit);
                     out.extend_from_slice(&buf[..n]);
-                    s.written(Peer::Client, n);
+                    s.written(Peer::Client, n, Instant::now());
                 }
                 Action::Close => break,
                 other => panic!("unexpected {other:?}"),
@@ -108,10 +110,10 @@ mod tests {
     fn stops_reading_when_window_full() {
         let mut s = Echo::new();
         let big = vec![1u8; ECHO_WINDOW + 10];
-        assert_eq!(s.feed(Peer::Client, &big), ECHO_WINDOW);
+        assert_eq!(s.feed(Peer::Client, &big, Instant::now()), ECHO_WINDOW);
         assert!(!s.wants_read(Peer::Client));
-        assert_eq!(s.feed(Peer::Client, &big), 0);
-        s.written(Peer::Client, 10);
+        assert_eq!(s.feed(Peer::Client, &big, Instant::now()), 0);
+        s.written(Peer::Client, 10, Instant::now());
         assert!(s.wants_read(Peer::Client));
     }
 }

@@ -46,6 +46,8 @@ pub struct Relay {
     upstream_shut: bool,
     client_shut: bool,
     linger_until: Option<Instant>,
+    /// The instant of the latest event: a linger starts from it.
+    now: Option<Instant>,
 }
 
 impl Relay {
@@ -60,13 +62,15 @@ impl Relay {
             upstream_shut: false,
             client_shut: false,
             linger_until: None,
+            now: None,
         }
     }
 
     fn buf(&mut self, towards: Peer) -> &mut OutBuf {
         match towards {
-            Peer::Client => &mut self.to_client,
             Peer::Upstream => &mut self.to_upstream,
+            // A relay has no child; only the client is left.
+            _ => &mut self.to_client,
         }
     }
 }
@@ -74,13 +78,14 @@ impl Relay {
 const BAD_GATEWAY: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 28\r\nConnection: close\r\n\r\nupstream cannot be reached.\n";
 
 impl Session for Relay {
-    fn feed(&mut self, peer: Peer, input: &[u8]) -> usize {
+    fn feed(&mut self, peer: Peer, input: &[u8], now: Instant) -> usize {
+        self.now = Some(now);
         if self.upstream == Upstream::Failed {
             return input.len(); // lingering: discard the rest of the request
         }
         let towards = match peer {
-            Peer::Client => Peer::Upstream,
             Peer::Upstream => Peer::Client,
+            _ => Peer::Upstream,
         };
         let buf = self.buf(towards);
         let take = input.len().min(RELAY_WINDOW.saturating_sub(buf.len()));
@@ -88,10 +93,11 @@ impl Session for Relay {
         take
     }
 
-    fn eof(&mut self, peer: Peer) {
+    fn eof(&mut self, peer: Peer, now: Instant) {
+        self.now = Some(now);
         match peer {
-            Peer::Client => self.client_eof = true,
             Peer::Upstream => self.upstream_eof = true,
+            _ => self.client_eof = true,
         }
     }
 
@@ -101,6 +107,7 @@ impl Session for Relay {
                 !self.client_eof
                     && (self.upstream == Upstream::Failed || self.to_upstream.len() < RELAY_WINDOW)
             }
+            Peer::Child(_) => false,
             Peer::Upstream => {
                 self.upstream == Upstream::Connected
                     && !self.upstream_eof
@@ -125,7 +132,7 @@ impl Session for Relay {
                 }
                 if !self.client_shut {
                     self.client_shut = true;
-                    self.linger_until = Some(Instant::now() + LINGER);
+                    self.linger_until = self.now.map(|t| t + LINGER);
                     return Action::Shutdown(Peer::Client);
                 }
                 return Action::Wait;
@@ -152,11 +159,13 @@ impl Session for Relay {
         Action::Wait
     }
 
-    fn written(&mut self, peer: Peer, n: usize) {
+    fn written(&mut self, peer: Peer, n: usize, now: Instant) {
+        self.now = Some(now);
         self.buf(peer).consume(n);
     }
 
-    fn connected(&mut self, ok: bool) {
+    fn connected(&mut self, ok: bool, now: Instant) {
+        self.now = Some(now);
         if ok {
             self.upstream = Upstream::Connected;
         } else {
@@ -189,18 +198,18 @@ mod tests {
                 Action::Write(Peer::Client, b) => {
                     let n = b.len();
                     out_client.extend_from_slice(b);
-                    s.written(Peer::Client, n);
+                    s.written(Peer::Client, n, Instant::now());
                 }
                 Action::Write(Peer::Upstream, b) => {
                     let n = b.len();
                     out_up.extend_from_slice(b);
-                    s.written(Peer::Upstream, n);
+                    s.written(Peer::Upstream, n, Instant::now());
                 }
                 Action::Shutdown(p) => return Action::Shutdown(p),
                 Action::Close => return Action::Close,
                 Action::Wait => return Action::Wait,
                 Action::Connect => return Action::Connect,
-                Action::SendFile { .. } => panic!("relay never sends files"),
+                other => panic!("a relay never asks for {other:?}"),
             }
         }
     }
@@ -211,21 +220,21 @@ mod tests {
         let (mut c, mut u) = (Vec::new(), Vec::new());
         assert!(matches!(s.next_action(), Action::Connect));
         // Bytes that arrive before the upstream is connected are held, not lost.
-        assert_eq!(s.feed(Peer::Client, b"early "), 6);
+        assert_eq!(s.feed(Peer::Client, b"early ", Instant::now()), 6);
         assert!(!s.wants_read(Peer::Upstream));
-        s.connected(true);
+        s.connected(true, Instant::now());
         assert!(matches!(flush(&mut s, &mut c, &mut u), Action::Wait));
-        s.feed(Peer::Client, b"hello");
-        s.eof(Peer::Client);
+        s.feed(Peer::Client, b"hello", Instant::now());
+        s.eof(Peer::Client, Instant::now());
         assert!(matches!(
             flush(&mut s, &mut c, &mut u),
             Action::Shutdown(Peer::Upstream)
         ));
         assert_eq!(u, b"early hello");
         // The upstream keeps talking after our half-close.
-        s.feed(Peer::Upstream, b"world");
+        s.feed(Peer::Upstream, b"world", Instant::now());
         assert!(matches!(flush(&mut s, &mut c, &mut u), Action::Wait));
-        s.eof(Peer::Upstream);
+        s.eof(Peer::Upstream, Instant::now());
         assert!(matches!(
             flush(&mut s, &mut c, &mut u),
             Action::Shutdown(Peer::Client)
@@ -238,15 +247,15 @@ mod tests {
     fn backpressure_per_direction() {
         let mut s = Relay::new(OnConnectFailure::Close);
         let _ = s.next_action();
-        s.connected(true);
+        s.connected(true, Instant::now());
         let big = vec![0u8; RELAY_WINDOW * 2];
-        assert_eq!(s.feed(Peer::Client, &big), RELAY_WINDOW);
+        assert_eq!(s.feed(Peer::Client, &big, Instant::now()), RELAY_WINDOW);
         assert!(!s.wants_read(Peer::Client));
         assert!(
             s.wants_read(Peer::Upstream),
             "the other direction is not blocked"
         );
-        s.written(Peer::Upstream, 1);
+        s.written(Peer::Upstream, 1, Instant::now());
         assert!(s.wants_read(Peer::Client));
     }
 
@@ -254,13 +263,13 @@ mod tests {
     fn failed_upstream_closes_or_answers_502() {
         let mut s = Relay::new(OnConnectFailure::Close);
         let _ = s.next_action();
-        s.connected(false);
+        s.connected(false, Instant::now());
         assert!(matches!(s.next_action(), Action::Close));
 
         let mut s = Relay::new(OnConnectFailure::BadGateway);
         let _ = s.next_action();
-        s.feed(Peer::Client, b"GET / HTTP/1.1\r\n");
-        s.connected(false);
+        s.feed(Peer::Client, b"GET / HTTP/1.1\r\n", Instant::now());
+        s.connected(false, Instant::now());
         let (mut c, mut u) = (Vec::new(), Vec::new());
         assert!(matches!(
             flush(&mut s, &mut c, &mut u),
@@ -274,8 +283,8 @@ mod tests {
             s.wants_read(Peer::Client),
             "lingers, discarding the request"
         );
-        assert_eq!(s.feed(Peer::Client, b"Host: x\r\n\r\n"), 11);
-        s.eof(Peer::Client);
+        assert_eq!(s.feed(Peer::Client, b"Host: x\r\n\r\n", Instant::now()), 11);
+        s.eof(Peer::Client, Instant::now());
         assert!(matches!(s.next_action(), Action::Close));
     }
 }

@@ -11,16 +11,99 @@
 //! `feed` returning 0. Errors inside a protocol become actions (write a 400, then close):
 //! no driver needs protocol knowledge.
 
-use std::fs::File;
+use std::io;
+use std::os::fd::BorrowedFd;
 use std::time::Instant;
 
-/// Which socket an action or an event concerns.
+/// Which of a child process's standard streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stdio {
+    /// The child's standard input: we write to it.
+    Stdin,
+    /// The child's standard output: we read from it.
+    Stdout,
+    /// The child's standard error: we read from it.
+    Stderr,
+}
+
+/// Which descriptor an action or an event concerns. A session names its peers from this small
+/// set; the driver maps each to a socket or a pipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Peer {
     /// The accepted connection.
     Client,
     /// The connection the session asked for with [`Action::Connect`] (relay, proxy).
     Upstream,
+    /// A pipe of the child process the session asked for with [`Action::Spawn`].
+    Child(Stdio),
+}
+
+impl Peer {
+    /// Every peer, in the order a driver serves them.
+    pub const ALL: [Peer; 5] = [
+        Peer::Client,
+        Peer::Upstream,
+        Peer::Child(Stdio::Stdin),
+        Peer::Child(Stdio::Stdout),
+        Peer::Child(Stdio::Stderr),
+    ];
+
+    /// A small dense index (0..5) for per-peer tables.
+    pub fn index(self) -> usize {
+        match self {
+            Peer::Client => 0,
+            Peer::Upstream => 1,
+            Peer::Child(Stdio::Stdin) => 2,
+            Peer::Child(Stdio::Stdout) => 3,
+            Peer::Child(Stdio::Stderr) => 4,
+        }
+    }
+}
+
+/// A response body the driver can send: its length, its bytes by offset (for small bodies
+/// and for surfaces that cannot `sendfile`, such as TLS), and, where it has one, a descriptor
+/// the kernel can copy from directly. The core never sees what is behind it (a file, a
+/// buffer in memory).
+pub trait Body: Send + Sync + std::fmt::Debug {
+    /// Bytes in the body.
+    fn len(&self) -> u64;
+    /// Whether the body is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Reads bytes at `offset` into `buf`; 0 at or past the end.
+    ///
+    /// # Errors
+    /// The store behind the body failed (an I/O error reading a file).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// A descriptor the driver may `sendfile` from, if the body lives in one.
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+}
+
+/// How a child process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It called `exit` with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+/// A program the session wants started, its standard streams on pipes the driver serves as
+/// [`Peer::Child`] peers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpawnRequest {
+    /// The program (looked up in `PATH` when it has no slash).
+    pub program: String,
+    pub args: Vec<String>,
+    /// Variables set for the child, on top of the server's environment unless `clear_env`.
+    pub env: Vec<(String, String)>,
+    /// Start the child with no inherited environment.
+    pub clear_env: bool,
+    /// Working directory; the server's when `None`.
+    pub cwd: Option<String>,
 }
 
 /// What the driver should do next.
@@ -28,40 +111,57 @@ pub enum Peer {
 pub enum Action<'a> {
     /// Write (a prefix of) these bytes to the peer, then call [`Session::written`].
     Write(Peer, &'a [u8]),
-    /// Send `len` bytes of `file` from `offset` to the client (sendfile), then call
-    /// [`Session::written`] with the count that went out.
-    SendFile {
-        file: &'a File,
+    /// Send `len` bytes of `body` from `offset` to the client (with `sendfile` where the body
+    /// has a descriptor and the socket allows it), then call [`Session::written`] with the
+    /// count that went out.
+    SendBody {
+        body: &'a dyn Body,
         offset: u64,
         len: u64,
     },
     /// Open the upstream connection, then call [`Session::connected`].
     Connect,
-    /// Shut down our write side towards the peer (the peer reads EOF).
+    /// Start a child process on pipes, then call [`Session::spawned`]; its end is reported
+    /// with [`Session::exited`].
+    Spawn(&'a SpawnRequest),
+    /// Shut down our write side towards the peer (the peer reads EOF); for a child's stdin,
+    /// close the pipe.
     Shutdown(Peer),
+    /// Send this signal to the child's process group.
+    Kill(i32),
     /// Nothing to send: wait for input, the deadline or a shutdown notice.
     Wait,
-    /// The session is over: close every socket.
+    /// The session is over: close every descriptor (a child still running is killed and
+    /// reaped by the driver).
     Close,
 }
 
-/// One connection's protocol state machine.
+/// One connection's protocol state machine. Every event carries the current instant, the
+/// only clock a core has.
 pub trait Session {
     /// Bytes that arrived from `peer`. Returns how many were consumed; the driver keeps the
     /// rest and offers them again, with more appended, once more arrive.
-    fn feed(&mut self, peer: Peer, input: &[u8]) -> usize;
+    fn feed(&mut self, peer: Peer, input: &[u8], now: Instant) -> usize;
     /// `peer` closed its write side (a read returned 0).
-    fn eof(&mut self, peer: Peer);
+    fn eof(&mut self, peer: Peer, now: Instant);
     /// Whether the driver should read from `peer` now. False means "not now": backpressure
     /// (output not yet flushed), the peer is at EOF, or the peer does not exist yet.
     fn wants_read(&self, peer: Peer) -> bool;
     /// What to do next. Called again after every reported outcome.
     fn next_action(&mut self) -> Action<'_>;
-    /// `n` bytes of the last [`Action::Write`] or [`Action::SendFile`] to `peer` went out.
-    fn written(&mut self, peer: Peer, n: usize);
+    /// `n` bytes of the last [`Action::Write`] or [`Action::SendBody`] to `peer` went out.
+    fn written(&mut self, peer: Peer, n: usize, now: Instant);
     /// The outcome of [`Action::Connect`].
-    fn connected(&mut self, ok: bool) {
-        let _ = ok;
+    fn connected(&mut self, ok: bool, now: Instant) {
+        let _ = (ok, now);
+    }
+    /// The outcome of [`Action::Spawn`].
+    fn spawned(&mut self, ok: bool, now: Instant) {
+        let _ = (ok, now);
+    }
+    /// The child process ended (and was reaped).
+    fn exited(&mut self, how: Exit, now: Instant) {
+        let _ = (how, now);
     }
     /// Whether the output now queued is the last: once it is written the session asks for
     /// [`Action::Close`] or [`Action::Shutdown`]. A driver may then let the kernel hold the
@@ -80,7 +180,9 @@ pub trait Session {
     /// The server is shutting down: finish what is in flight and close at the next clean
     /// point (an HTTP session closes between requests; a byte stream goes on until its peer
     /// is done or the grace period ends).
-    fn drain(&mut self) {}
+    fn drain(&mut self, now: Instant) {
+        let _ = now;
+    }
     /// A finished log line (an HTTP access-log entry), if one is ready.
     fn take_log(&mut self) -> Option<String> {
         None

@@ -28,7 +28,10 @@ macro_rules! syscall {
 
 // After `syscall!`, which the module uses (macro_rules are textually scoped).
 pub mod ipc;
+pub mod process;
 pub mod tcp;
+
+pub use process::pidfd_open;
 
 /// Which side of `fork` we are on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +243,10 @@ pub mod events {
     pub const WRITE: i16 = libc::POLLOUT;
     /// Set in results: error, hang-up or invalid descriptor.
     pub const HUP: i16 = libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+    /// Set in results: the peer hung up (reads return what is left, then EOF).
+    pub const HANGUP: i16 = libc::POLLHUP;
+    /// Set in results: an error is pending, or the descriptor is not open.
+    pub const ERROR: i16 = libc::POLLERR | libc::POLLNVAL;
 }
 
 /// One entry for [`poll`]: a descriptor, what to wait for, and (after the call) what happened.

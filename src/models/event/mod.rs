@@ -23,21 +23,43 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::{Server, in_process, is_out_of_descriptors};
+use crate::drive::timers::{Deadlines, Due};
+use crate::drive::{Connection, Flow, READ_CHUNK, Readiness, Source, Turn};
 use crate::net::Stream;
 use crate::report::{Record, Summary};
 
-mod conn;
 mod listen;
 mod records;
 mod slab;
-mod timers;
-mod upstream;
 
-use conn::{Conn, Flow, Io, Readiness};
 use listen::{LoopListener, loop_listeners};
 use records::Batcher;
 use slab::Slab;
-use timers::{Deadlines, Due};
+
+/// A connection in the loop: the machine, and what the loop's timer heap knows of it.
+struct Conn {
+    /// Unique for the loop's lifetime (slots are reused, ids are not).
+    id: u64,
+    /// The deadline this connection has in the heap, if any.
+    armed: Option<Instant>,
+    machine: Connection,
+}
+
+/// Bits of a token that name the source within a connection.
+const SOURCE_BITS: u32 = 3;
+
+/// The token of a connection's descriptor: slot and source packed together.
+fn token(slot: usize, source: Source) -> Token {
+    Token(slot << SOURCE_BITS | source.index())
+}
+
+/// The inverse of [`token`].
+fn slot_of(t: Token) -> (usize, Option<Source>) {
+    (
+        t.0 >> SOURCE_BITS,
+        Source::from_index(t.0 & ((1 << SOURCE_BITS) - 1)),
+    )
+}
 
 /// The hard-stop pipe.
 const HARD: Token = Token(usize::MAX);
@@ -51,8 +73,6 @@ const EVENTS: usize = 1024;
 const ACCEPT_BATCH: usize = 256;
 /// How long accepting pauses when the process is out of descriptors.
 const EMFILE_PAUSE: Duration = Duration::from_millis(100);
-/// The loop's read buffer.
-const SCRATCH: usize = 64 * 1024;
 
 pub fn run(server: &Server) -> io::Result<Summary> {
     // Every connection is a descriptor (two for a relay): allow as many as the system lets us.
@@ -160,7 +180,7 @@ impl<'s> EventLoop<'s> {
             conns: Slab::default(),
             deadlines: Deadlines::default(),
             again: Vec::new(),
-            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+            scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
             records: Vec::new(),
             batcher,
             next_id: 0,
@@ -234,34 +254,43 @@ impl<'s> EventLoop<'s> {
     }
 
     /// Splits the loop into the connection table and what a connection borrows.
-    fn io(&mut self, now: Instant) -> (&mut Slab<Conn>, Io<'_>) {
+    fn io(&mut self, now: Instant) -> (&mut Slab<Conn>, Turn<'_>, &Registry) {
         (
             &mut self.conns,
-            Io {
+            Turn {
                 scratch: &mut self.scratch,
                 records: &mut self.records,
-                registry: &self.registry,
                 service: &*self.server.service,
                 write_timeout: self.server.options.write_timeout,
                 now,
             },
+            &self.registry,
         )
     }
 
     fn on_conn_event(&mut self, t: Token, r: Readiness, now: Instant) {
-        let (slot, peer) = conn::slot_of(t);
-        let (conns, mut io) = self.io(now);
+        let (slot, source) = slot_of(t);
+        let Some(source) = source else { return };
+        let (conns, mut turn, _) = self.io(now);
         // None: a stale event for a connection closed earlier in this batch.
         let Some(c) = conns.get_mut(slot) else { return };
-        let flow = c.on_event(peer, r, &mut io, slot);
+        c.machine.ready(source, r, &mut turn);
+        let flow = c.machine.pump(&mut turn);
         self.settle(slot, flow, now);
     }
 
     /// After a connection ran: close it, or (re)arm its deadline and queue another turn.
-    fn settle(&mut self, slot: usize, flow: Flow, now: Instant) {
+    fn settle(&mut self, slot: usize, mut flow: Flow, now: Instant) {
+        if flow != Flow::Close
+            && let Some(c) = self.conns.get_mut(slot)
+            && let Err(e) = register_opened(&self.registry, slot, &mut c.machine)
+        {
+            log::warn!("cannot watch a connection's new descriptor: {e}");
+            flow = Flow::Close;
+        }
         if flow == Flow::Close {
             if let Some(c) = self.conns.remove(slot) {
-                c.finish(&mut self.records, now, self.by);
+                c.machine.finish(&mut self.records, now, self.by);
             }
             self.compact_deadlines();
             return;
@@ -273,7 +302,7 @@ impl<'s> EventLoop<'s> {
         if flow == Flow::Yield {
             self.again.push((slot, c.id));
         }
-        if let Some(at) = c.deadline(write_timeout) {
+        if let Some(at) = c.machine.deadline(write_timeout) {
             // Only an earlier deadline needs an entry; a later one is found when the
             // armed entry fires (see `timers`).
             if c.armed.is_none_or(|armed| at < armed) {
@@ -298,7 +327,7 @@ impl<'s> EventLoop<'s> {
 
     fn fire_deadlines(&mut self, now: Instant) {
         while let Some(due) = self.deadlines.pop_due(now) {
-            let (conns, mut io) = self.io(now);
+            let (conns, mut turn, _) = self.io(now);
             let Some(c) = conns.get_mut(due.slot) else {
                 continue;
             };
@@ -306,18 +335,21 @@ impl<'s> EventLoop<'s> {
                 continue; // stale: superseded by an earlier deadline, or another connection
             }
             c.armed = None;
-            let flow = c.on_deadline(&mut io, due.slot);
+            let flow = match c.machine.on_deadline(&mut turn) {
+                Flow::Close => Flow::Close,
+                _ => c.machine.pump(&mut turn),
+            };
             self.settle(due.slot, flow, now);
         }
     }
 
     fn run_again(&mut self, now: Instant) {
         for (slot, id) in std::mem::take(&mut self.again) {
-            let (conns, mut io) = self.io(now);
+            let (conns, mut turn, _) = self.io(now);
             let Some(c) = conns.get_mut(slot).filter(|c| c.id == id) else {
                 continue;
             };
-            let flow = c.pump(&mut io, slot);
+            let flow = c.machine.pump(&mut turn);
             self.settle(slot, flow, now);
         }
     }
@@ -367,21 +399,25 @@ impl<'s> EventLoop<'s> {
 
     fn open(&mut self, stream: Stream, peer: Option<SocketAddr>, now: Instant) {
         let peer = peer.map_or_else(|| "unix".into(), |a| a.to_string());
-        let session = self.server.service.session(&peer);
+        let session = self.server.service.session(&peer, now);
         self.next_id += 1;
-        let slot = self
-            .conns
-            .insert(Conn::new(self.next_id, session, stream, peer, now));
-        let (conns, mut io) = self.io(now);
-        let Some(c) = conns.get_mut(slot) else { return };
+        let mut machine = Connection::new(session, stream, peer, now);
         // Most clients send their request right after connecting, so it is usually here
         // already: serve it now instead of after another trip through epoll (a wasted read
         // when it is not). A connection that is done by then never enters the poll set; any
         // other is registered after the fact, and since registering reports the readiness
         // the socket has at that moment, nothing that arrived meanwhile is missed.
-        let flow = c.pump_fresh(&mut io, slot);
+        machine.assume_readable();
+        let slot = self.conns.insert(Conn {
+            id: self.next_id,
+            armed: None,
+            machine,
+        });
+        let (conns, mut turn, registry) = self.io(now);
+        let Some(c) = conns.get_mut(slot) else { return };
+        let flow = c.machine.pump(&mut turn);
         if flow != Flow::Close
-            && let Err(e) = c.register(io.registry, slot)
+            && let Err(e) = register(registry, slot, &c.machine, Source::CLIENT)
         {
             log::warn!("cannot watch a new connection: {e}");
             self.settle(slot, Flow::Close, now);
@@ -402,11 +438,12 @@ impl<'s> EventLoop<'s> {
         self.listeners.clear();
         self.listener_ready.clear();
         for slot in self.conns.keys() {
-            let (conns, mut io) = self.io(now);
+            let (conns, mut turn, _) = self.io(now);
             let Some(c) = conns.get_mut(slot) else {
                 continue;
             };
-            let flow = c.drain(&mut io, slot);
+            c.machine.drain(now);
+            let flow = c.machine.pump(&mut turn);
             self.settle(slot, flow, now);
         }
     }
@@ -416,6 +453,28 @@ impl<'s> EventLoop<'s> {
             self.settle(slot, Flow::Close, now);
         }
     }
+}
+
+/// Registers one of a connection's descriptors with the loop (edge-triggered: the loop keeps
+/// readiness flags, see [`crate::drive::connection`]).
+fn register(registry: &Registry, slot: usize, c: &Connection, source: Source) -> io::Result<()> {
+    let Some(fd) = c.fd(source) else {
+        return Ok(());
+    };
+    let interest = match source {
+        Source::ChildExit => Interest::READABLE,
+        Source::Peer(_) => Interest::READABLE | Interest::WRITABLE,
+    };
+    registry.register(&mut SourceFd(&fd), token(slot, source), interest)
+}
+
+/// Registers the descriptors a connection opened while it ran (an upstream, a child's pipes);
+/// a closed descriptor left the epoll set by itself.
+fn register_opened(registry: &Registry, slot: usize, c: &mut Connection) -> io::Result<()> {
+    for source in c.take_opened() {
+        register(registry, slot, c, source)?;
+    }
+    Ok(())
 }
 
 /// Closes the record queue when dropped (the loops have ended, normally or not).

@@ -41,6 +41,21 @@ impl Meta {
     }
 }
 
+/// A file is a body the driver can `sendfile` from.
+impl crate::session::Body for File {
+    fn len(&self) -> u64 {
+        self.metadata().map_or(0, |m| m.len())
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(self, buf, offset)
+    }
+
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(std::os::fd::AsFd::as_fd(self))
+    }
+}
+
 /// An opened file or directory. Shared, so a docroot may hand out one descriptor to many
 /// requests (an open-file cache); it is read with positioned reads only.
 #[derive(Debug)]

@@ -128,6 +128,8 @@ pub struct HttpSession {
     /// Bytes of a request not yet answered have arrived (so a timeout is a 408).
     mid_request: bool,
     deadline: Option<Instant>,
+    /// The instant of the latest event (the core's only clock).
+    now: Instant,
     /// The head of a request whose body is being read, answered once the body is in.
     held_head: Vec<u8>,
     logs: VecDeque<String>,
@@ -145,8 +147,8 @@ struct Reply<'h> {
 }
 
 impl HttpSession {
-    pub fn new(cfg: Arc<Config>, root: Arc<dyn Docroot>, peer: &str) -> HttpSession {
-        let deadline = Some(Instant::now() + cfg.header_timeout);
+    pub fn new(cfg: Arc<Config>, root: Arc<dyn Docroot>, peer: &str, now: Instant) -> HttpSession {
+        let deadline = Some(now + cfg.header_timeout);
         HttpSession {
             cfg,
             root,
@@ -161,6 +163,7 @@ impl HttpSession {
             requests: 0,
             mid_request: false,
             deadline,
+            now,
             held_head: Vec::new(),
             logs: VecDeque::new(),
             boundary_seq: 0,
@@ -343,7 +346,7 @@ impl HttpSession {
             // The keep-alive clock starts when the answer has gone out (`written`); only an
             // answer with nothing to send (none today) starts it here.
             if self.out.is_empty() {
-                self.deadline = Some(Instant::now() + self.cfg.keepalive_timeout);
+                self.deadline = Some(self.now + self.cfg.keepalive_timeout);
             }
         } else if !head.keep_alive && !head.expect_unknown {
             // The client asked for the close, so it sends nothing more: close at once
@@ -595,7 +598,8 @@ fn read_pieces(
 }
 
 impl Session for HttpSession {
-    fn feed(&mut self, _peer: Peer, input: &[u8]) -> usize {
+    fn feed(&mut self, _peer: Peer, input: &[u8], now: Instant) -> usize {
+        self.now = now;
         let mut used = 0;
         loop {
             let rest = &input[used..];
@@ -630,7 +634,7 @@ impl Session for HttpSession {
                     if done {
                         self.body_done();
                     } else {
-                        self.deadline = Some(Instant::now() + self.cfg.header_timeout);
+                        self.deadline = Some(self.now + self.cfg.header_timeout);
                     }
                 }
                 Reading::Chunked(ref mut body) => {
@@ -650,7 +654,7 @@ impl Session for HttpSession {
                             } else if n == 0 {
                                 return used;
                             } else {
-                                self.deadline = Some(Instant::now() + self.cfg.header_timeout);
+                                self.deadline = Some(self.now + self.cfg.header_timeout);
                             }
                         }
                         Err(_) => {
@@ -664,7 +668,8 @@ impl Session for HttpSession {
         }
     }
 
-    fn eof(&mut self, _peer: Peer) {
+    fn eof(&mut self, _peer: Peer, now: Instant) {
+        self.now = now;
         self.client_eof = true;
         if !matches!(self.reading, Reading::Head) || self.mid_request {
             // A request cut short: nothing to answer.
@@ -685,8 +690,8 @@ impl Session for HttpSession {
         match self.out.front() {
             Some(Out::Bytes { buf, pos }) => return Action::Write(Peer::Client, &buf[*pos..]),
             Some(Out::File { file, offset, left }) => {
-                return Action::SendFile {
-                    file,
+                return Action::SendBody {
+                    body: &**file,
                     offset: *offset,
                     len: *left,
                 };
@@ -697,7 +702,7 @@ impl Session for HttpSession {
             Ending::Close => Action::Close,
             Ending::Linger if !self.shut => {
                 self.shut = true;
-                self.deadline = Some(Instant::now() + LINGER);
+                self.deadline = Some(self.now + LINGER);
                 Action::Shutdown(Peer::Client)
             }
             Ending::Linger => Action::Wait,
@@ -706,7 +711,8 @@ impl Session for HttpSession {
         }
     }
 
-    fn written(&mut self, _peer: Peer, n: usize) {
+    fn written(&mut self, _peer: Peer, n: usize, now: Instant) {
+        self.now = now;
         let done = match self.out.front_mut() {
             Some(Out::Bytes { buf, pos }) => {
                 *pos += n;
@@ -731,7 +737,7 @@ impl Session for HttpSession {
                 && self.requests > 0
             {
                 // The keep-alive clock starts once the last answer has gone out.
-                self.deadline = Some(Instant::now() + self.cfg.keepalive_timeout);
+                self.deadline = Some(self.now + self.cfg.keepalive_timeout);
             }
         }
     }
@@ -751,6 +757,7 @@ impl Session for HttpSession {
     }
 
     fn timed_out(&mut self, now: Instant) {
+        self.now = now;
         if !self.out.is_empty() || self.deadline.is_none_or(|d| now < d) {
             return;
         }
@@ -772,7 +779,8 @@ impl Session for HttpSession {
         }
     }
 
-    fn drain(&mut self) {
+    fn drain(&mut self, now: Instant) {
+        self.now = now;
         self.draining = true;
         if matches!(self.reading, Reading::Head) && !self.mid_request {
             self.finish_connection(Ending::Close);
@@ -798,7 +806,7 @@ impl HttpSession {
                 // request, from the connection's start). A head that came whole needs no
                 // clock, and reading one costs a clock read per request.
                 if first_bytes && self.requests > 0 {
-                    self.deadline = Some(Instant::now() + self.cfg.header_timeout);
+                    self.deadline = Some(self.now + self.cfg.header_timeout);
                 }
                 return None;
             }
@@ -824,7 +832,7 @@ impl HttpSession {
                     Framing::Length(left) => Reading::Body { left },
                     _ => Reading::Chunked(ChunkedBody::default()),
                 };
-                self.deadline = Some(Instant::now() + self.cfg.header_timeout);
+                self.deadline = Some(self.now + self.cfg.header_timeout);
             }
         }
         Some(n)
@@ -890,7 +898,12 @@ mod tests {
     }
 
     fn session(f: &Fixture, cfg: Config) -> HttpSession {
-        HttpSession::new(Arc::new(cfg), Arc::clone(&f.root), "127.0.0.1:4000")
+        HttpSession::new(
+            Arc::new(cfg),
+            Arc::clone(&f.root),
+            "127.0.0.1:4000",
+            Instant::now(),
+        )
     }
 
     /// Performs actions until the session waits, closes, or `limit` actions ran.
@@ -901,13 +914,18 @@ mod tests {
                 Action::Write(_, b) => {
                     let (v, n) = (b.to_vec(), b.len());
                     seen.push(Seen::Write(v));
-                    s.written(Peer::Client, n);
+                    s.written(Peer::Client, n, Instant::now());
                 }
-                Action::SendFile { file, offset, len } => {
+                Action::SendBody { body, offset, len } => {
                     let mut v = vec![0; len as usize];
-                    file.read_exact_at(&mut v, offset).unwrap();
+                    let mut got = 0;
+                    while got < v.len() {
+                        let n = body.read_at(&mut v[got..], offset + got as u64).unwrap();
+                        assert!(n > 0, "body shorter than announced");
+                        got += n;
+                    }
                     seen.push(Seen::File(v));
-                    s.written(Peer::Client, len as usize);
+                    s.written(Peer::Client, len as usize, Instant::now());
                 }
                 Action::Shutdown(_) => seen.push(Seen::Shutdown),
                 Action::Close => {
@@ -918,7 +936,7 @@ mod tests {
                     seen.push(Seen::Wait);
                     return seen;
                 }
-                Action::Connect => panic!("HTTP never connects upstream"),
+                other => panic!("a static-file session never asks for {other:?}"),
             }
         }
         panic!("no end of actions: {seen:?}")
@@ -940,7 +958,7 @@ mod tests {
         let f = fixture();
         let mut s = session(&f, Config::default());
         let burst = GET_A.repeat(10);
-        assert_eq!(s.feed(Peer::Client, &burst), burst.len());
+        assert_eq!(s.feed(Peer::Client, &burst, Instant::now()), burst.len());
         let seen = run(&mut s);
         assert_eq!(seen.len(), 2, "one write, then wait: {seen:?}");
         assert_eq!(text(&seen).matches("HTTP/1.1 200 OK").count(), 10);
@@ -962,7 +980,7 @@ mod tests {
         let req = b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n";
         let two = [&req[..], &req[..]].concat();
         assert_eq!(
-            s.feed(Peer::Client, &two),
+            s.feed(Peer::Client, &two, Instant::now()),
             req.len(),
             "the second waits for the first"
         );
@@ -972,12 +990,16 @@ mod tests {
         );
         assert_eq!(seen[1], Seen::File(f.big.clone()));
         assert_eq!(seen[2], Seen::Wait);
-        assert_eq!(s.feed(Peer::Client, req), req.len());
+        assert_eq!(s.feed(Peer::Client, req, Instant::now()), req.len());
         assert_eq!(run(&mut s)[1], Seen::File(f.big.clone()));
 
         // HEAD: no body at all.
         let mut s = session(&f, Config::default());
-        s.feed(Peer::Client, b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+        s.feed(
+            Peer::Client,
+            b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n",
+            Instant::now(),
+        );
         let seen = run(&mut s);
         assert_eq!(seen.len(), 2, "{seen:?}");
     }
@@ -989,6 +1011,7 @@ mod tests {
         s.feed(
             Peer::Client,
             b"GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9999,50000-69999\r\n\r\n",
+            Instant::now(),
         );
         let seen = run(&mut s);
         let kinds: Vec<&str> = seen
@@ -1029,7 +1052,7 @@ mod tests {
         let f = fixture();
         let cfg = Config::default();
         let mut s = session(&f, cfg.clone());
-        assert_eq!(s.feed(Peer::Client, b"GET /a.txt HT"), 0);
+        assert_eq!(s.feed(Peer::Client, b"GET /a.txt HT", Instant::now()), 0);
         assert_eq!(run(&mut s), [Seen::Wait]);
         let d = s.deadline().unwrap();
         assert!(d <= Instant::now() + cfg.header_timeout);
@@ -1039,12 +1062,12 @@ mod tests {
         assert!(text(&seen).contains("Connection: close\r\n"));
         assert_eq!(&seen[1..], [Seen::Shutdown, Seen::Wait]);
         // Lingering: input is discarded until EOF or the linger deadline.
-        assert_eq!(s.feed(Peer::Client, b"more"), 4);
+        assert_eq!(s.feed(Peer::Client, b"more", Instant::now()), 4);
         s.timed_out(s.deadline().unwrap());
         assert_eq!(run(&mut s), [Seen::Close]);
 
         let mut s = session(&f, cfg.clone());
-        s.feed(Peer::Client, GET_A);
+        s.feed(Peer::Client, GET_A, Instant::now());
         assert_eq!(s.deadline(), None, "no timer while an answer is queued");
         s.timed_out(Instant::now() + Duration::from_secs(3600));
         run(&mut s);
@@ -1063,7 +1086,7 @@ mod tests {
             ..Config::default()
         };
         let mut s = session(&f, cfg);
-        s.feed(Peer::Client, GET_A);
+        s.feed(Peer::Client, GET_A, Instant::now());
         run(&mut s);
         let idle = s.deadline().unwrap();
         assert!(
@@ -1071,9 +1094,9 @@ mod tests {
             "keep-alive clock"
         );
         // A whole second request leaves the clock alone; half of a third starts it.
-        s.feed(Peer::Client, GET_A);
+        s.feed(Peer::Client, GET_A, Instant::now());
         run(&mut s);
-        assert_eq!(s.feed(Peer::Client, b"GET /a.txt HT"), 0);
+        assert_eq!(s.feed(Peer::Client, b"GET /a.txt HT", Instant::now()), 0);
         let d = s.deadline().unwrap();
         assert!(d <= Instant::now() + Duration::from_secs(1), "header clock");
         s.timed_out(d);
@@ -1084,14 +1107,14 @@ mod tests {
     fn drain_max_requests_and_http10() {
         let f = fixture();
         let mut s = session(&f, Config::default());
-        s.drain();
+        s.drain(Instant::now());
         assert_eq!(run(&mut s), [Seen::Close], "idle connections close at once");
 
         let mut s = session(&f, Config::default());
-        assert_eq!(s.feed(Peer::Client, &GET_A[..10]), 0);
-        s.drain();
+        assert_eq!(s.feed(Peer::Client, &GET_A[..10], Instant::now()), 0);
+        s.drain(Instant::now());
         assert_eq!(run(&mut s), [Seen::Wait], "a request in flight is finished");
-        s.feed(Peer::Client, GET_A);
+        s.feed(Peer::Client, GET_A, Instant::now());
         let seen = run(&mut s);
         assert!(text(&seen).contains("Connection: close\r\n"));
         assert!(text(&seen).ends_with("\r\n\r\nhello"));
@@ -1101,7 +1124,7 @@ mod tests {
             ..Config::default()
         };
         let mut s = session(&f, cfg);
-        s.feed(Peer::Client, &GET_A.repeat(3));
+        s.feed(Peer::Client, &GET_A.repeat(3), Instant::now());
         let all = text(&run(&mut s));
         assert_eq!(
             all.matches("200 OK").count(),
@@ -1111,17 +1134,21 @@ mod tests {
         assert_eq!(all.matches("Connection: close").count(), 1);
 
         let mut s = session(&f, Config::default());
-        s.feed(Peer::Client, b"GET /a.txt HTTP/1.0\r\n\r\n");
+        s.feed(Peer::Client, b"GET /a.txt HTTP/1.0\r\n\r\n", Instant::now());
         let seen = run(&mut s);
         assert!(text(&seen).contains("Connection: close"));
         assert_eq!(&seen[1..], [Seen::Close], "the client asked for the close");
 
         // More input after a close the client asked for: a lingering close.
         let mut s = session(&f, Config::default());
-        s.feed(Peer::Client, b"GET /a.txt HTTP/1.0\r\n\r\nGET /");
+        s.feed(
+            Peer::Client,
+            b"GET /a.txt HTTP/1.0\r\n\r\nGET /",
+            Instant::now(),
+        );
         let seen = run(&mut s);
         assert_eq!(&seen[1..], [Seen::Shutdown, Seen::Wait]);
-        s.eof(Peer::Client);
+        s.eof(Peer::Client, Instant::now());
         assert_eq!(run(&mut s), [Seen::Close]);
     }
 
@@ -1130,12 +1157,12 @@ mod tests {
         let f = fixture();
         let mut s = session(&f, Config::default());
         let head = b"POST /a.txt HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n";
-        assert_eq!(s.feed(Peer::Client, head), head.len());
+        assert_eq!(s.feed(Peer::Client, head, Instant::now()), head.len());
         assert_eq!(text(&run(&mut s)), "HTTP/1.1 100 Continue\r\n\r\n");
-        assert_eq!(s.feed(Peer::Client, b"01234"), 5);
+        assert_eq!(s.feed(Peer::Client, b"01234", Instant::now()), 5);
         assert_eq!(run(&mut s), [Seen::Wait]);
         let rest = [&b"56789"[..], GET_A].concat();
-        assert_eq!(s.feed(Peer::Client, &rest), rest.len());
+        assert_eq!(s.feed(Peer::Client, &rest, Instant::now()), rest.len());
         let all = text(&run(&mut s));
         assert!(all.starts_with("HTTP/1.1 405 "), "{all}");
         assert!(
@@ -1145,7 +1172,7 @@ mod tests {
 
         // Too large: 413 and close, without reading it.
         let mut s = session(&f, Config::default());
-        s.feed(Peer::Client, b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 99999999\r\n\r\n");
+        s.feed(Peer::Client, b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 99999999\r\n\r\n", Instant::now());
         let all = text(&run(&mut s));
         assert!(all.starts_with("HTTP/1.1 413 "), "{all}");
         assert!(!all.contains("100 Continue"));
@@ -1171,11 +1198,11 @@ mod tests {
             let mut held = Vec::new();
             for &b in *input {
                 held.push(b);
-                let n = s.feed(Peer::Client, &held);
+                let n = s.feed(Peer::Client, &held, Instant::now());
                 held.drain(..n);
                 run(&mut s);
             }
-            s.eof(Peer::Client);
+            s.eof(Peer::Client, Instant::now());
             let seen = run(&mut s);
             assert_eq!(
                 seen.last(),

@@ -20,29 +20,29 @@ use std::time::Instant;
 /// One armed deadline: when, for which slot, and which connection held that slot (slots are
 /// reused, connection ids are not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) struct Due {
-    pub(super) at: Instant,
-    pub(super) slot: usize,
-    pub(super) id: u64,
+pub(crate) struct Due {
+    pub(crate) at: Instant,
+    pub(crate) slot: usize,
+    pub(crate) id: u64,
 }
 
 #[derive(Debug, Default)]
-pub(super) struct Deadlines {
+pub(crate) struct Deadlines {
     heap: BinaryHeap<Reverse<Due>>,
 }
 
 impl Deadlines {
-    pub(super) fn push(&mut self, due: Due) {
+    pub(crate) fn push(&mut self, due: Due) {
         self.heap.push(Reverse(due));
     }
 
     /// The earliest armed deadline (possibly stale: waking early is harmless).
-    pub(super) fn next(&self) -> Option<Instant> {
+    pub(crate) fn next(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse(d)| d.at)
     }
 
     /// Takes the earliest entry if it is due at `now`.
-    pub(super) fn pop_due(&mut self, now: Instant) -> Option<Due> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Due> {
         if self.next()? > now {
             return None;
         }
@@ -54,12 +54,12 @@ impl Deadlines {
         Some(due)
     }
 
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }
 
     /// Drops the entries `keep` rejects (the loop's compaction of stale entries).
-    pub(super) fn retain(&mut self, mut keep: impl FnMut(&Due) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Due) -> bool) {
         self.heap.retain(|Reverse(d)| keep(d));
         if self.heap.len() * 4 < self.heap.capacity() {
             self.heap.shrink_to_fit();

@@ -15,11 +15,11 @@ use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 use crate::net::{Addr, Stream};
 
 /// How long one connect attempt may take (the blocking driver's connect timeout).
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One address to try.
 #[derive(Debug, Clone)]
-pub(super) enum Target {
+pub(crate) enum Target {
     Tcp(SocketAddr),
     Unix(PathBuf),
 }
@@ -35,13 +35,13 @@ impl fmt::Display for Target {
 
 /// A connect in progress: the addresses not tried yet and the current attempt's deadline.
 #[derive(Debug)]
-pub(super) struct Connecting {
-    pub(super) rest: VecDeque<Target>,
-    pub(super) deadline: Instant,
+pub(crate) struct Connecting {
+    pub(crate) rest: VecDeque<Target>,
+    pub(crate) deadline: Instant,
     /// The address being tried now.
-    pub(super) current: Option<Target>,
+    pub(crate) current: Option<Target>,
     /// What went wrong with the last address tried, for the message if every one fails.
-    pub(super) last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
 }
 
 impl Connecting {
@@ -49,7 +49,7 @@ impl Connecting {
     ///
     /// # Errors
     /// The resolver's failure.
-    pub(super) fn new(addr: &Addr, now: Instant) -> io::Result<Connecting> {
+    pub(crate) fn new(addr: &Addr, now: Instant) -> io::Result<Connecting> {
         let rest = match addr {
             Addr::Unix(p) => VecDeque::from([Target::Unix(p.clone())]),
             Addr::Tcp { .. } => addr.resolve()?.into_iter().map(Target::Tcp).collect(),
@@ -69,7 +69,7 @@ impl Connecting {
 /// # Errors
 /// Socket creation and immediate connect failures (refused, unreachable; for a UNIX socket
 /// also a full accept queue, which a non-blocking connect cannot wait out).
-pub(super) fn start(target: &Target) -> io::Result<(Stream, bool)> {
+pub(crate) fn start(target: &Target) -> io::Result<(Stream, bool)> {
     let ty = Type::STREAM.nonblocking().cloexec();
     match target {
         Target::Tcp(sa) => {
@@ -99,7 +99,7 @@ pub(super) fn start(target: &Target) -> io::Result<(Stream, bool)> {
 
 /// The outcome of a connect started by [`start`], once its socket reported writable or an
 /// error: `None` while still in progress (a spurious wake-up).
-pub(super) fn outcome(stream: &Stream) -> Option<io::Result<()>> {
+pub(crate) fn outcome(stream: &impl std::os::fd::AsFd) -> Option<io::Result<()>> {
     let sock = SockRef::from(stream);
     match sock.take_error() {
         Ok(Some(e)) | Err(e) => Some(Err(e)),

@@ -1,0 +1,327 @@
+//! Child processes for [`plumb_proto::Action::Spawn`]: the program runs in its own process
+//! group with its three standard streams on pipes, which the pump serves like sockets
+//! (non-blocking; under the event model they sit in the loop beside the sockets, so a child
+//! never blocks it). Its end is a `pidfd` (readable once it exits), polled with the rest,
+//! so the driver learns of the exit without SIGCHLD and reaps that one child by pid: no
+//! zombie, and no `waitpid(-1)` stealing another part of the server's children.
+//!
+//! Descriptors: every descriptor plumb opens is close-on-exec, and `std::process::Command`
+//! gives the child only its three pipes, so a child inherits nothing else (a leaked listener
+//! would keep the port bound after the server dies; a leaked pipe end would keep a reader from
+//! seeing EOF).
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child as StdChild, Command, Stdio};
+
+use plumb_proto::session::{Exit, SpawnRequest};
+
+use super::surface::Pipe;
+
+/// A running child: its process handle and the descriptor that reports its exit.
+#[derive(Debug)]
+pub(crate) struct Child {
+    process: StdChild,
+    exit_fd: OwnedFd,
+    reaped: bool,
+}
+
+/// The pipes of a freshly started child: (stdin, stdout, stderr).
+pub(crate) type Pipes = (Pipe, Pipe, Pipe);
+
+impl Child {
+    /// Starts the program of `req`.
+    ///
+    /// # Errors
+    /// The program cannot be found or run, or descriptors ran out.
+    pub(crate) fn spawn(req: &SpawnRequest) -> io::Result<(Child, Pipes)> {
+        let mut cmd = Command::new(&req.program);
+        cmd.args(&req.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a kill reaches its children too (a shell's pipeline).
+            .process_group(0);
+        if req.clear_env {
+            cmd.env_clear();
+        }
+        cmd.envs(req.env.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &req.cwd {
+            cmd.current_dir(dir);
+        }
+        let mut process = cmd.spawn()?;
+        let pipes = (|| {
+            let stdin = process.stdin.take().map(OwnedFd::from);
+            let stdout = process.stdout.take().map(OwnedFd::from);
+            let stderr = process.stderr.take().map(OwnedFd::from);
+            match (stdin, stdout, stderr) {
+                (Some(i), Some(o), Some(e)) => Ok((Pipe::new(i)?, Pipe::new(o)?, Pipe::new(e)?)),
+                _ => Err(io::Error::other("a child without its pipes")),
+            }
+        })();
+        let exit_fd = pipes
+            .as_ref()
+            .map_err(|e| io::Error::new(e.kind(), e.to_string()))
+            .and_then(|_| plumb_sys::pidfd_open(process.id() as i32));
+        match (pipes, exit_fd) {
+            (Ok(pipes), Ok(exit_fd)) => Ok((
+                Child {
+                    process,
+                    exit_fd,
+                    reaped: false,
+                },
+                pipes,
+            )),
+            (Err(e), _) | (_, Err(e)) => {
+                let _ = process.kill();
+                let _ = process.wait();
+                Err(e)
+            }
+        }
+    }
+
+    /// The descriptor that turns readable when the child exits.
+    pub(crate) fn exit_fd(&self) -> RawFd {
+        self.exit_fd.as_raw_fd()
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// Signals the child's process group.
+    pub(crate) fn kill_group(&self, signal: i32) {
+        if !self.reaped {
+            let _ = plumb_sys::kill(-(self.process.id() as i32), signal);
+        }
+    }
+
+    /// Reaps the child if it has exited.
+    pub(crate) fn try_reap(&mut self) -> Option<Exit> {
+        if self.reaped {
+            return None;
+        }
+        match self.process.try_wait() {
+            Ok(Some(st)) => {
+                self.reaped = true;
+                Some(match (st.code(), st.signal()) {
+                    (Some(code), _) => Exit::Code(code),
+                    (None, Some(sig)) => Exit::Signal(sig),
+                    (None, None) => Exit::Code(-1),
+                })
+            }
+            Ok(None) => None,
+            Err(_) => {
+                // ECHILD: someone else reaped it; it is gone either way.
+                self.reaped = true;
+                Some(Exit::Code(-1))
+            }
+        }
+    }
+}
+
+impl Drop for Child {
+    /// A child still running when its connection ends is killed with its group and reaped
+    /// here: SIGKILL cannot be caught, so the wait is for the kernel to tear it down.
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.kill_group(plumb_sys::signal::SIGKILL);
+            let _ = self.process.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The child-process half of the contract, end to end under both waiters: a session that
+    //! spawns `cat` and streams 10 MiB from its client through the child and back, then
+    //! reports the child's exit status in a trailer.
+
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use plumb_proto::session::{Action, Exit, OutBuf, Peer, Session, SpawnRequest, Stdio};
+
+    use crate::models::{self, Model};
+    use crate::net::{Addr, BindOptions, Listener};
+    use crate::report::LogConfig;
+    use crate::services::Service;
+    use crate::shutdown::Shutdown;
+
+    const WINDOW: usize = 64 * 1024;
+
+    #[derive(Default)]
+    struct Cat {
+        req: SpawnRequest,
+        asked: bool,
+        spawned: Option<bool>,
+        to_child: OutBuf,
+        to_client: OutBuf,
+        client_eof: bool,
+        stdin_closed: bool,
+        stdout_eof: bool,
+        exit: Option<Exit>,
+        trailer: bool,
+    }
+
+    impl Session for Cat {
+        fn feed(&mut self, peer: Peer, input: &[u8], _now: Instant) -> usize {
+            let buf = match peer {
+                Peer::Client => &mut self.to_child,
+                Peer::Child(Stdio::Stdout) => &mut self.to_client,
+                _ => return input.len(), // stderr: not part of the stream
+            };
+            let take = input.len().min(WINDOW.saturating_sub(buf.len()));
+            buf.extend(&input[..take]);
+            take
+        }
+        fn eof(&mut self, peer: Peer, _now: Instant) {
+            match peer {
+                Peer::Client => self.client_eof = true,
+                Peer::Child(Stdio::Stdout) => self.stdout_eof = true,
+                _ => {}
+            }
+        }
+        fn wants_read(&self, peer: Peer) -> bool {
+            match peer {
+                Peer::Client => {
+                    self.spawned == Some(true) && !self.client_eof && self.to_child.len() < WINDOW
+                }
+                Peer::Child(Stdio::Stdout) => !self.stdout_eof && self.to_client.len() < WINDOW,
+                Peer::Child(Stdio::Stderr) => true,
+                _ => false,
+            }
+        }
+        fn next_action(&mut self) -> Action<'_> {
+            if !self.asked {
+                self.asked = true;
+                return Action::Spawn(&self.req);
+            }
+            match self.spawned {
+                None => return Action::Wait,
+                Some(false) => return Action::Close,
+                Some(true) => {}
+            }
+            if self.stdout_eof
+                && !self.trailer
+                && let Some(exit) = self.exit
+            {
+                self.trailer = true;
+                self.to_client.extend(format!("exit={exit:?}").as_bytes());
+            }
+            if !self.to_client.is_empty() {
+                return Action::Write(Peer::Client, self.to_client.pending());
+            }
+            if !self.to_child.is_empty() {
+                return Action::Write(Peer::Child(Stdio::Stdin), self.to_child.pending());
+            }
+            if self.client_eof && !self.stdin_closed {
+                self.stdin_closed = true;
+                return Action::Shutdown(Peer::Child(Stdio::Stdin));
+            }
+            if self.trailer {
+                return Action::Close;
+            }
+            Action::Wait
+        }
+        fn written(&mut self, peer: Peer, n: usize, _now: Instant) {
+            match peer {
+                Peer::Client => self.to_client.consume(n),
+                _ => self.to_child.consume(n),
+            }
+        }
+        fn spawned(&mut self, ok: bool, _now: Instant) {
+            self.spawned = Some(ok);
+        }
+        fn exited(&mut self, how: Exit, _now: Instant) {
+            self.exit = Some(how);
+        }
+    }
+
+    struct CatService;
+
+    impl Service for CatService {
+        fn name(&self) -> &'static str {
+            "cat"
+        }
+        fn session(&self, _peer: &str, _now: Instant) -> Box<dyn Session + Send> {
+            Box::new(Cat {
+                req: SpawnRequest {
+                    program: "cat".into(),
+                    ..SpawnRequest::default()
+                },
+                ..Cat::default()
+            })
+        }
+    }
+
+    fn stream_through_cat(model: Model) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cat.sock");
+        let addr = Addr::parse(&format!("unix:{}", path.display()), None).unwrap();
+        let listener = Listener::bind(&addr, BindOptions::default()).unwrap();
+        let shutdown = Shutdown::install(Duration::from_secs(5)).unwrap();
+        let server = Arc::new(models::Server {
+            listeners: vec![listener],
+            service: Arc::new(CatService),
+            options: models::Options {
+                workers: 1,
+                threads: 2,
+                queue: 4,
+                max_connections: 16,
+                write_timeout: Duration::from_secs(30),
+            },
+            shutdown: shutdown.clone(),
+            logs: LogConfig {
+                connections: None,
+                access: None,
+                quiet: true,
+            },
+        });
+        let running = Arc::clone(&server);
+        let serving = std::thread::spawn(move || models::run(model, &running));
+
+        let data: Vec<u8> = (0..10u32 << 20).map(|i| (i * 7 + i / 4099) as u8).collect();
+        let mut client = UnixStream::connect(&path).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut writer = client.try_clone().unwrap();
+        let sent = data.clone();
+        let feeding = std::thread::spawn(move || {
+            writer.write_all(&sent).unwrap();
+            writer.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        feeding.join().unwrap();
+        let trailer = b"exit=Code(0)";
+        assert_eq!(got.len(), data.len() + trailer.len(), "{model}");
+        assert!(
+            got[..data.len()] == data[..],
+            "{model}: the bytes came back intact"
+        );
+        assert_eq!(&got[data.len()..], trailer, "{model}: cat exited 0");
+
+        shutdown.begin_drain();
+        serving.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn ten_mib_through_cat_under_the_blocking_waiter() {
+        stream_through_cat(Model::Thread);
+    }
+
+    #[test]
+    fn ten_mib_through_cat_under_the_event_loop() {
+        stream_through_cat(Model::Event);
+    }
+
+    #[test]
+    fn ten_mib_through_cat_in_the_pool() {
+        stream_through_cat(Model::Pool);
+    }
+}

@@ -1,0 +1,748 @@
+//! The one connection machine: a session, the descriptors it named (the client, an upstream
+//! connection, a child's three pipes and its exit descriptor), the input the session has not
+//! consumed yet, and what is known about each descriptor's readiness. [`Connection::pump`]
+//! performs the session's actions until one would block; every model runs it, and the two
+//! waiters ([`super::blocking`] with `poll(2)`, the event loop with epoll) differ only in how
+//! they learn that a descriptor is ready again.
+//!
+//! Readiness is kept as flags per descriptor: set by the waiter (an epoll edge, a `poll`
+//! result), cleared when a call says `EAGAIN` (or a read comes back short, which on a stream
+//! means it was emptied). Edge-triggered epoll needs exactly this; for `poll` it saves the
+//! read that would only say `EAGAIN`. A descriptor the session does not want to read from
+//! right now keeps its flag and is read as soon as it does.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use plumb_proto::session::{Action, Peer, Session, Stdio};
+
+use super::child::Child;
+use super::connect::{self, Connecting};
+use super::surface::Surface;
+use super::{MAX_PENDING_INPUT, SENDFILE_CHUNK};
+use crate::report::Record;
+use crate::services::Service;
+
+/// Reads and writes one connection may do per turn before its waiter serves the others.
+const IO_BUDGET: u32 = 64;
+
+/// What a descriptor of a connection is for: one of the session's peers, or the child's exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Peer(Peer),
+    /// The child's `pidfd`: readable once it has exited.
+    ChildExit,
+}
+
+impl Source {
+    /// Every source, in a fixed order (their [`Source::index`]).
+    pub const ALL: [Source; 6] = [
+        Source::Peer(Peer::Client),
+        Source::Peer(Peer::Upstream),
+        Source::Peer(Peer::Child(Stdio::Stdin)),
+        Source::Peer(Peer::Child(Stdio::Stdout)),
+        Source::Peer(Peer::Child(Stdio::Stderr)),
+        Source::ChildExit,
+    ];
+    /// The accepted connection.
+    pub const CLIENT: Source = Source::Peer(Peer::Client);
+    /// How many sources there are (a waiter packs the index into its tokens).
+    pub const COUNT: usize = 6;
+
+    pub fn index(self) -> usize {
+        match self {
+            Source::Peer(p) => p.index(),
+            Source::ChildExit => 5,
+        }
+    }
+
+    pub fn from_index(i: usize) -> Option<Source> {
+        Source::ALL.get(i).copied()
+    }
+}
+
+/// What the waiter lends a connection while it runs.
+pub struct Turn<'a> {
+    /// The waiter's read buffer: input is copied out of it only when the session leaves some.
+    pub scratch: &'a mut [u8],
+    /// Records of this turn (access-log lines, errors); the waiter delivers them.
+    pub records: &'a mut Vec<Record>,
+    pub service: &'a dyn Service,
+    pub write_timeout: Duration,
+    pub now: Instant,
+}
+
+/// What the waiter should do with a connection after it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Waiting for readiness or a deadline.
+    Open,
+    /// Used up its budget with work left: run it again after the others.
+    Yield,
+    /// Finished (or failed): close it.
+    Close,
+}
+
+/// Readiness reported for one descriptor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Readiness {
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer closed or reset: reads will not block until one says so.
+    pub read_closed: bool,
+    pub error: bool,
+}
+
+/// What a waiter should watch a descriptor for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interest {
+    pub source: Source,
+    pub fd: RawFd,
+    pub read: bool,
+    pub write: bool,
+}
+
+/// One descriptor of a connection.
+#[derive(Debug)]
+struct Side {
+    surface: Box<dyn Surface>,
+    /// Input the session has not consumed; holds no allocation while empty, so an idle
+    /// connection holds no read buffer.
+    pending: Vec<u8>,
+    readable: bool,
+    writable: bool,
+    read_closed: bool,
+}
+
+impl Side {
+    fn new(surface: Box<dyn Surface>) -> Side {
+        Side {
+            surface,
+            pending: Vec::new(),
+            readable: false,
+            // A fresh descriptor has an empty send buffer.
+            writable: true,
+            read_closed: false,
+        }
+    }
+}
+
+/// How a pump stopped short of `Close`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The session said `Wait`.
+    Waiting,
+    /// A write would block.
+    WriteBlocked,
+}
+
+/// One connection and everything the session asked for.
+pub struct Connection {
+    session: Box<dyn Session + Send>,
+    /// By [`Peer::index`]; `None` for a peer that does not exist (yet, or any more).
+    sides: [Option<Side>; 5],
+    child: Option<Child>,
+    connecting: Option<Box<Connecting>>,
+    /// The client's address as the records show it ("unix" for a UNIX socket).
+    peer: String,
+    started: Instant,
+    bytes_in: u64,
+    bytes_out: u64,
+    /// Since when a write has been waiting for its peer to read.
+    write_stalled_since: Option<Instant>,
+    /// The session has been told about the drain.
+    drained: bool,
+    /// Descriptors opened since the waiter last asked (the event loop registers them).
+    opened: Vec<Source>,
+    /// The child's exit, for the record.
+    exit: Option<plumb_proto::session::Exit>,
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+impl Connection {
+    /// A connection for an accepted client socket (already non-blocking).
+    pub fn new(
+        session: Box<dyn Session + Send>,
+        client: crate::net::Stream,
+        peer: String,
+        now: Instant,
+    ) -> Connection {
+        Connection {
+            session,
+            sides: [Some(Side::new(Box::new(client))), None, None, None, None],
+            child: None,
+            connecting: None,
+            peer,
+            started: now,
+            bytes_in: 0,
+            bytes_out: 0,
+            write_stalled_since: None,
+            drained: false,
+            opened: Vec::new(),
+            exit: None,
+        }
+    }
+
+    /// The client's address as records show it.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// Whether the session has been told about the drain.
+    pub fn drained(&self) -> bool {
+        self.drained
+    }
+
+    /// The descriptor of a source, if it is open.
+    pub fn fd(&self, source: Source) -> Option<RawFd> {
+        match source {
+            Source::Peer(p) => self.sides[p.index()]
+                .as_ref()
+                .map(|s| s.surface.as_fd().as_raw_fd()),
+            Source::ChildExit => self.child.as_ref().map(Child::exit_fd),
+        }
+    }
+
+    /// Descriptors opened since the last call (an upstream, a child's pipes): a waiter that
+    /// keeps registrations (epoll) registers them.
+    pub fn take_opened(&mut self) -> Vec<Source> {
+        std::mem::take(&mut self.opened)
+    }
+
+    /// What to watch, for a waiter that asks anew each time (`poll`): reads the session
+    /// wants on descriptors not known to be readable, writes that are blocked, the connect in
+    /// progress and the child's exit.
+    pub fn interest(&self) -> Vec<Interest> {
+        let mut out = Vec::with_capacity(2);
+        for p in Peer::ALL {
+            let Some(side) = &self.sides[p.index()] else {
+                continue;
+            };
+            let connecting = p == Peer::Upstream && self.connecting.is_some();
+            let read = !connecting
+                && !side.readable
+                && self.session.wants_read(p)
+                && side.pending.len() < MAX_PENDING_INPUT;
+            let write = connecting || !side.writable;
+            if read || write {
+                out.push(Interest {
+                    source: Source::Peer(p),
+                    fd: side.surface.as_fd().as_raw_fd(),
+                    read,
+                    write,
+                });
+            }
+        }
+        if let Some(c) = &self.child {
+            out.push(Interest {
+                source: Source::ChildExit,
+                fd: c.exit_fd(),
+                read: true,
+                write: false,
+            });
+        }
+        out
+    }
+
+    /// The earliest moment something is due: the session's deadline, a connect attempt's
+    /// timeout, or the write timeout of a stalled write.
+    pub fn deadline(&self, write_timeout: Duration) -> Option<Instant> {
+        [
+            self.session.deadline(),
+            self.connecting.as_ref().map(|c| c.deadline),
+            self.write_stalled_since.map(|t| t + write_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// A waiter learned that `source` is ready.
+    pub fn ready(&mut self, source: Source, r: Readiness, turn: &mut Turn<'_>) {
+        match source {
+            Source::ChildExit => self.reap(turn.now),
+            Source::Peer(p) => {
+                let Some(side) = self.sides[p.index()].as_mut() else {
+                    return; // a stale event for a descriptor already closed
+                };
+                side.readable |= r.readable || r.read_closed || r.error;
+                side.read_closed |= r.read_closed || r.error;
+                side.writable |= r.writable || r.error;
+                if p == Peer::Upstream && self.connecting.is_some() {
+                    self.finish_connect(turn);
+                }
+            }
+        }
+    }
+
+    /// The first run of a just-accepted connection: its input is tried without waiting for
+    /// the waiter to report it (most clients send their request right after connecting).
+    pub fn assume_readable(&mut self) {
+        if let Some(side) = self.sides[0].as_mut() {
+            side.readable = true;
+        }
+    }
+
+    /// The server is draining: tell the session.
+    pub fn drain(&mut self, now: Instant) {
+        if !self.drained {
+            self.drained = true;
+            self.session.drain(now);
+        }
+    }
+
+    /// Whatever of ours is due at `turn.now` fires. `Close` when a write made no progress
+    /// for the write timeout.
+    pub fn on_deadline(&mut self, turn: &mut Turn<'_>) -> Flow {
+        let now = turn.now;
+        if self
+            .write_stalled_since
+            .is_some_and(|t| t + turn.write_timeout <= now)
+        {
+            log::debug!(
+                "connection from {}: write timeout: peer is not reading",
+                self.peer
+            );
+            return Flow::Close;
+        }
+        if self.connecting.as_ref().is_some_and(|c| c.deadline <= now) {
+            self.sides[Peer::Upstream.index()] = None;
+            if let Some(c) = &mut self.connecting {
+                let target = c.current.take().map_or_else(String::new, |t| t.to_string());
+                c.last_error = Some(format!("{target}: connect timed out"));
+            }
+            self.next_connect_attempt(turn);
+        }
+        if self.session.deadline().is_some_and(|d| d <= now) {
+            self.session.timed_out(now);
+        }
+        Flow::Open
+    }
+
+    /// Performs the session's actions until one would block, the budget is used up, or the
+    /// session is done.
+    pub fn pump(&mut self, turn: &mut Turn<'_>) -> Flow {
+        match self.try_pump(turn) {
+            Ok(flow) => flow,
+            Err(e) => {
+                log::debug!("connection from {}: {e}", self.peer);
+                Flow::Close
+            }
+        }
+    }
+
+    fn side(&mut self, p: Peer) -> io::Result<&mut Side> {
+        self.sides[p.index()]
+            .as_mut()
+            .ok_or_else(|| io::Error::other(format!("no {p:?} to act on")))
+    }
+
+    fn try_pump(&mut self, turn: &mut Turn<'_>) -> io::Result<Flow> {
+        let mut budget = IO_BUDGET;
+        loop {
+            while let Some(line) = self.session.take_log() {
+                turn.records.push(Record::Access(line));
+            }
+            if budget == 0 {
+                return Ok(Flow::Yield);
+            }
+            let last = self.session.closes_after_output();
+            let now = turn.now;
+            let stop = match self.session.next_action() {
+                Action::Write(p, buf) => {
+                    let side = self.sides[p.index()]
+                        .as_mut()
+                        .ok_or_else(|| io::Error::other(format!("no {p:?} to write to")))?;
+                    if !side.writable {
+                        Stop::WriteBlocked
+                    } else {
+                        budget -= 1;
+                        match side.surface.try_write(buf, last) {
+                            Ok(0) if !buf.is_empty() => {
+                                return Err(io::ErrorKind::WriteZero.into());
+                            }
+                            Ok(n) => {
+                                if p == Peer::Client {
+                                    self.bytes_out += n as u64;
+                                }
+                                self.write_stalled_since = None;
+                                self.session.written(p, n, now);
+                                continue;
+                            }
+                            Err(e) if would_block(&e) => {
+                                side.writable = false;
+                                Stop::WriteBlocked
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Action::SendBody { body, offset, len } => {
+                    let side = self.sides[0]
+                        .as_mut()
+                        .ok_or_else(|| io::Error::other("no client"))?;
+                    if !side.writable {
+                        Stop::WriteBlocked
+                    } else {
+                        budget -= 1;
+                        let want = (len as usize).min(SENDFILE_CHUNK);
+                        let sent = match body.fd() {
+                            Some(fd) => match side.surface.try_sendfile(fd, offset, want) {
+                                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                                    copy_body(side, body, offset, want, turn.scratch, last)
+                                }
+                                r => r,
+                            },
+                            None => copy_body(side, body, offset, want, turn.scratch, last),
+                        };
+                        match sent {
+                            Ok(0) if len > 0 => {
+                                return Err(io::Error::new(
+                                    io::ErrorKind::UnexpectedEof,
+                                    "file shrank while being sent",
+                                ));
+                            }
+                            Ok(n) => {
+                                self.bytes_out += n as u64;
+                                self.write_stalled_since = None;
+                                self.session.written(Peer::Client, n, now);
+                                if n == SENDFILE_CHUNK && (n as u64) < len {
+                                    // A full burst went out: let the others have theirs.
+                                    return Ok(Flow::Yield);
+                                }
+                                continue;
+                            }
+                            Err(e) if would_block(&e) => {
+                                side.writable = false;
+                                Stop::WriteBlocked
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Action::Connect => {
+                    self.start_connect(turn);
+                    continue;
+                }
+                Action::Spawn(req) => {
+                    let req = req.clone();
+                    self.spawn(&req, turn);
+                    continue;
+                }
+                Action::Kill(signal) => {
+                    if let Some(c) = &self.child {
+                        c.kill_group(signal);
+                    }
+                    continue;
+                }
+                Action::Shutdown(p) => {
+                    if matches!(p, Peer::Child(_)) {
+                        // A pipe has one direction: closing it is the shutdown.
+                        self.sides[p.index()] = None;
+                    } else {
+                        // The peer may already be gone; the session learns that from its
+                        // reads.
+                        let _ = self.side(p)?.surface.shutdown_write();
+                    }
+                    continue;
+                }
+                Action::Close => return Ok(Flow::Close),
+                Action::Wait => Stop::Waiting,
+            };
+            // Waiting, or blocked on a write: offer held input again, then read what is
+            // ready. Reading while a write is blocked is what keeps a relay from deadlocking
+            // when both directions are full; the session's `wants_read` is the backpressure.
+            if self.refeed(now) {
+                continue;
+            }
+            if self.read_ready(turn, stop, &mut budget)? {
+                continue;
+            }
+            if stop == Stop::WriteBlocked && self.write_stalled_since.is_none() {
+                self.write_stalled_since = Some(now);
+            }
+            return Ok(Flow::Open);
+        }
+    }
+
+    /// Offers held input again (the session may have room now). True if it took some.
+    fn refeed(&mut self, now: Instant) -> bool {
+        let mut progress = false;
+        for p in Peer::ALL {
+            let Some(side) = self.sides[p.index()].as_mut() else {
+                continue;
+            };
+            if side.pending.is_empty() || !self.session.wants_read(p) {
+                continue;
+            }
+            let used = self
+                .session
+                .feed(p, &side.pending, now)
+                .min(side.pending.len());
+            consume(&mut side.pending, used);
+            progress |= used > 0;
+        }
+        progress
+    }
+
+    /// Reads once from the first peer that is readable and wanted. True if something
+    /// happened the session must see (input or EOF).
+    fn read_ready(
+        &mut self,
+        turn: &mut Turn<'_>,
+        stop: Stop,
+        budget: &mut u32,
+    ) -> io::Result<bool> {
+        let now = turn.now;
+        for p in Peer::ALL {
+            let Some(side) = self.sides[p.index()].as_mut() else {
+                continue;
+            };
+            if !side.readable || !self.session.wants_read(p) {
+                continue;
+            }
+            // While a write is blocked, hold at most one read's worth per peer.
+            let cap = match stop {
+                Stop::Waiting => MAX_PENDING_INPUT,
+                Stop::WriteBlocked => 1,
+            };
+            if side.pending.len() >= cap {
+                continue;
+            }
+            *budget = budget.saturating_sub(1);
+            let n = match side.surface.try_read(turn.scratch) {
+                Ok(n) => n,
+                Err(e) if would_block(&e) => {
+                    side.readable = false;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                side.readable = false;
+                self.session.eof(p, now);
+                return Ok(true);
+            }
+            if p == Peer::Client {
+                self.bytes_in += n as u64;
+            }
+            if n < turn.scratch.len() && !side.read_closed {
+                // A short read emptied the descriptor; more data brings a new edge.
+                side.readable = false;
+            }
+            if side.pending.is_empty() {
+                // The common case: the session parses straight from the waiter's buffer.
+                let used = self.session.feed(p, &turn.scratch[..n], now).min(n);
+                side.pending.extend_from_slice(&turn.scratch[used..n]);
+            } else {
+                side.pending.extend_from_slice(&turn.scratch[..n]);
+                let used = self
+                    .session
+                    .feed(p, &side.pending, now)
+                    .min(side.pending.len());
+                consume(&mut side.pending, used);
+            }
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn start_connect(&mut self, turn: &mut Turn<'_>) {
+        let Some(addr) = turn.service.upstream() else {
+            self.session.connected(false, turn.now);
+            return;
+        };
+        match Connecting::new(addr, turn.now) {
+            Ok(c) => {
+                self.connecting = Some(Box::new(c));
+                self.next_connect_attempt(turn);
+            }
+            Err(e) => self.connect_failed(turn, &e.to_string()),
+        }
+    }
+
+    /// Starts a connect to the next address left, or reports failure when none is.
+    fn next_connect_attempt(&mut self, turn: &mut Turn<'_>) {
+        loop {
+            let Some(c) = self.connecting.as_mut() else {
+                return;
+            };
+            let Some(target) = c.rest.pop_front() else {
+                let why = c.last_error.take().unwrap_or_else(|| "no address".into());
+                self.connect_failed(turn, &why);
+                return;
+            };
+            c.deadline = turn.now + connect::CONNECT_TIMEOUT;
+            c.current = Some(target.clone());
+            match connect::start(&target) {
+                Ok((stream, done)) => {
+                    self.sides[Peer::Upstream.index()] = Some(Side::new(Box::new(stream)));
+                    self.opened.push(Source::Peer(Peer::Upstream));
+                    if done {
+                        self.connecting = None;
+                        self.session.connected(true, turn.now);
+                    }
+                    return;
+                }
+                Err(e) => c.last_error = Some(format!("{target}: {e}")),
+            }
+        }
+    }
+
+    /// The upstream socket reported: see whether the connect in progress finished.
+    fn finish_connect(&mut self, turn: &mut Turn<'_>) {
+        let Some(side) = &self.sides[Peer::Upstream.index()] else {
+            return;
+        };
+        match connect::outcome(&side.surface.as_fd()) {
+            None => {}
+            Some(Ok(())) => {
+                self.connecting = None;
+                self.session.connected(true, turn.now);
+            }
+            Some(Err(e)) => {
+                // Closing the socket also removes it from an epoll set.
+                self.sides[Peer::Upstream.index()] = None;
+                if let Some(c) = &mut self.connecting {
+                    let target = c.current.take().map_or_else(String::new, |t| t.to_string());
+                    c.last_error = Some(format!("{target}: {e}"));
+                }
+                self.next_connect_attempt(turn);
+            }
+        }
+    }
+
+    fn connect_failed(&mut self, turn: &mut Turn<'_>, why: &str) {
+        self.connecting = None;
+        self.sides[Peer::Upstream.index()] = None;
+        turn.records.push(Record::Error(format!(
+            "{}: cannot reach upstream: {why}",
+            turn.service.name()
+        )));
+        self.session.connected(false, turn.now);
+    }
+
+    fn spawn(&mut self, req: &plumb_proto::session::SpawnRequest, turn: &mut Turn<'_>) {
+        if self.child.is_some() {
+            // One child per session: the contract names one set of child peers.
+            self.session.spawned(false, turn.now);
+            return;
+        }
+        match Child::spawn(req) {
+            Ok((child, (stdin, stdout, stderr))) => {
+                for (p, pipe) in [
+                    (Peer::Child(Stdio::Stdin), stdin),
+                    (Peer::Child(Stdio::Stdout), stdout),
+                    (Peer::Child(Stdio::Stderr), stderr),
+                ] {
+                    let mut side = Side::new(Box::new(pipe));
+                    // A pipe's read end has nothing in it yet.
+                    side.readable = false;
+                    self.sides[p.index()] = Some(side);
+                    self.opened.push(Source::Peer(p));
+                }
+                self.child = Some(child);
+                self.opened.push(Source::ChildExit);
+                self.session.spawned(true, turn.now);
+            }
+            Err(e) => {
+                turn.records.push(Record::Error(format!(
+                    "{}: cannot run {}: {e}",
+                    turn.service.name(),
+                    req.program
+                )));
+                self.session.spawned(false, turn.now);
+            }
+        }
+    }
+
+    /// The child's exit descriptor fired: reap it and tell the session. Its pipes stay
+    /// until they reach EOF, so output it wrote just before exiting is not lost.
+    fn reap(&mut self, now: Instant) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        if let Some(exit) = child.try_reap() {
+            log::debug!(
+                "connection from {}: child {} ended: {exit:?}",
+                self.peer,
+                child.pid()
+            );
+            self.child = None;
+            self.exit = Some(exit);
+            self.session.exited(exit, now);
+        }
+    }
+
+    /// The connection is over: its last log lines and its record.
+    pub fn finish(mut self, records: &mut Vec<Record>, now: Instant, by: u32) {
+        while let Some(line) = self.session.take_log() {
+            records.push(Record::Access(line));
+        }
+        records.push(Record::Connection {
+            peer: std::mem::take(&mut self.peer),
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            duration_us: now.saturating_duration_since(self.started).as_micros() as u64,
+            by,
+        });
+    }
+}
+
+/// Sends a body piece through a surface that takes no kernel copies (or a body with no
+/// descriptor): read it into the scratch buffer, write what the surface takes. A short write
+/// re-reads the rest next time, which costs a read but holds no buffer per connection.
+fn copy_body(
+    side: &mut Side,
+    body: &dyn plumb_proto::session::Body,
+    offset: u64,
+    want: usize,
+    scratch: &mut [u8],
+    last: bool,
+) -> io::Result<usize> {
+    let n = want.min(scratch.len());
+    let got = body.read_at(&mut scratch[..n], offset)?;
+    if got == 0 {
+        return Ok(0);
+    }
+    side.surface.try_write(&scratch[..got], last && got == want)
+}
+
+/// Drops the first `n` bytes of held input, releasing the allocation once it is empty.
+fn consume(pending: &mut Vec<u8>, n: usize) {
+    if n >= pending.len() {
+        *pending = Vec::new();
+    } else {
+        pending.drain(..n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_round_trip_through_their_index() {
+        for s in Source::ALL {
+            assert_eq!(Source::from_index(s.index()), Some(s));
+        }
+        assert_eq!(Source::from_index(Source::COUNT), None);
+    }
+
+    #[test]
+    fn consume_frees_when_empty() {
+        let mut v = b"abcdef".to_vec();
+        consume(&mut v, 2);
+        assert_eq!(v, b"cdef");
+        consume(&mut v, 4);
+        assert!(v.is_empty());
+        assert_eq!(v.capacity(), 0, "no buffer is kept for an idle connection");
+    }
+}
