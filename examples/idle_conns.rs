@@ -7,6 +7,7 @@
 //! Usage: `idle_conns ADDR SERVER_PID [--conns N] [--sample K] [--http PATH] [--idle SECS]`
 //! (echo protocol unless `--http` is given). Bounded: every socket has a 20 s timeout and the
 //! whole run gives up after `--deadline` seconds (default 120).
+#![forbid(unsafe_code)]
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;

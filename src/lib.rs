@@ -7,6 +7,7 @@
 //! concurrency [`models`], the [`services`] that glue cores to files and upstreams, connection
 //! records ([`report`]), shutdown ([`shutdown`]), and the instruments ([`bench`], [`compare`],
 //! [`ipc`]).
+#![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod cli;

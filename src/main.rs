@@ -1,5 +1,6 @@
 //! The `plumb` binary: parse the command line, run the subcommand, and turn any error into
 //! one line on stderr and an exit code (2 for usage errors, 1 for runtime errors).
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 //! drains and EOF arrive at fuzzer-chosen moments. The session must never panic, never
 //! consume more than it was given, and always reach `Close` once the client is gone.
 #![no_main]
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};

@@ -2,6 +2,7 @@
 //! names (never `.`, `..`, empty, or containing `/`, `\` or NUL), and its canonical URL
 //! resolves back to the same names.
 #![no_main]
+#![forbid(unsafe_code)]
 
 use libfuzzer_sys::fuzz_target;
 use plumb_proto::http::path::resolve_target;

@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use plumb_sys::{ExitStatus, Fork, PollFd, events, pid_t, signal};
+use plumb_sys::{ExitStatus, PollFd, events, pid_t, signal};
 
 use super::Server;
 use crate::report::{Collector, Reporter, Summary};
@@ -46,21 +46,18 @@ impl<'a> Parent<'a> {
     }
 
     /// Forks a child that runs `body` and exits. The child closes its copies of the shutdown
-    /// write ends and resets its signal handlers first.
+    /// write ends and resets its signal handlers first. Goes through sys's checked fork: it
+    /// refuses when the process has more than one thread, and a panic in the child ends the
+    /// child (exit code 101), never unwinds into a copy of the parent's loop.
     pub(crate) fn spawn(&mut self, body: impl FnOnce(&Reporter)) -> io::Result<pid_t> {
-        // SAFETY: the process models' parent is single-threaded (it starts no threads and runs
-        // in the main thread), and the child only serves and then `_exit`s.
-        match unsafe { plumb_sys::fork() }? {
-            Fork::Parent(pid) => {
-                self.children.insert(pid);
-                Ok(pid)
-            }
-            Fork::Child => {
-                self.server.shutdown.in_child();
-                body(&self.reporter);
-                plumb_sys::exit_now(0)
-            }
-        }
+        let (shutdown, reporter) = (&self.server.shutdown, &self.reporter);
+        let pid = plumb_sys::process::fork_run(|| {
+            shutdown.in_child();
+            body(reporter);
+            0
+        })?;
+        self.children.insert(pid);
+        Ok(pid)
     }
 
     /// Reads pending records and reaps every exited child; returns the ones reaped.

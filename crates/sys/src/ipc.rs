@@ -1,5 +1,5 @@
 //! Syscalls the IPC instrument (`plumb ipc`) and the pipe-semantics tests need beyond the
-//! core layer: a checked, safe `fork` ([`fork_run`]), a prepared `execv` that allocates nothing
+//! core layer: the checked `fork` ([`fork_run`], re-exported from [`crate::process`]), a prepared `execv` that allocates nothing
 //! after `fork` ([`Exec`]), named pipes ([`mkfifo`]), pipe resizing ([`set_pipe_capacity`]) and
 //! file-change notification ([`Inotify`]) so a reader can follow a growing file without
 //! spinning.
@@ -8,54 +8,9 @@ use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
-use crate::{Fork, pid_t};
-
-/// How many threads this process has right now, from the link count of `/proc/self/task`
-/// (procfs reports 2 + the number of threads there). One `stat`, cheap enough to do before
-/// every fork.
-///
-/// # Errors
-/// When `/proc` is not mounted.
-pub fn thread_count() -> io::Result<usize> {
-    use std::os::unix::fs::MetadataExt;
-    let links = std::fs::metadata("/proc/self/task")?.nlink();
-    Ok(links.saturating_sub(2) as usize)
-}
-
-/// Forks a child that runs `child` and `_exit`s with the code it returns (101 if it panics);
-/// the parent gets the child's pid. This is the safe face of [`crate::fork`]: it refuses to
-/// fork unless the process is single-threaded (checked with [`thread_count`]), which is what
-/// makes forking sound — no other thread can hold a lock (the allocator's, stdout's) that the
-/// child would then wait on forever.
-///
-/// The closure runs only in the child; in the parent it is dropped unrun, so anything it
-/// captured by value (say the child's end of a pipe) is closed in the parent when this returns.
-/// The child never returns into the caller's code: destructors of the caller's values do not
-/// run there, and stdio buffers are not flushed (write through raw descriptors in the child).
-///
-/// # Errors
-/// An `Other` error when more than one thread is alive, `EAGAIN`/`ENOMEM`
-/// when the kernel cannot create another process.
-pub fn fork_run(child: impl FnOnce() -> i32) -> io::Result<pid_t> {
-    let threads = thread_count()?;
-    if threads != 1 {
-        return Err(io::Error::other(format!(
-            "refusing to fork: the process has {threads} threads, fork is only sound when it has one"
-        )));
-    }
-    // SAFETY: the process has exactly one thread (checked just above; only this thread could
-    // have started another since), and the child below only runs `child` and then `_exit`s.
-    match unsafe { crate::fork() }? {
-        Fork::Parent(pid) => Ok(pid),
-        Fork::Child => {
-            let code = catch_unwind(AssertUnwindSafe(child)).unwrap_or(101);
-            crate::exit_now(code)
-        }
-    }
-}
+pub use crate::process::{fork_run, thread_count};
 
 /// A program and its arguments, converted to C strings ahead of time so that running it after
 /// `fork` allocates nothing: the child of a fork should do as little as possible before
