@@ -62,6 +62,17 @@ pub fn send_more(sock: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// Number of bytes queued in a socket's send buffer not yet acknowledged (`SIOCOUTQ`).
+///
+/// # Errors
+/// `EBADF`/`ENOTTY` when `fd` is not a socket.
+pub fn unsent_bytes(fd: &impl AsRawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int to the given pointer.
+    syscall!(ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut n))?;
+    Ok(n as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,15 +104,4 @@ mod tests {
         client.read_to_end(&mut got).unwrap();
         assert_eq!(got, b"answer");
     }
-}
-
-/// Number of bytes queued in a socket's send buffer not yet acknowledged (`SIOCOUTQ`).
-///
-/// # Errors
-/// `EBADF`/`ENOTTY` when `fd` is not a socket.
-pub fn unsent_bytes(fd: &impl AsRawFd) -> io::Result<usize> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: SIOCOUTQ writes one int to the given pointer.
-    syscall!(ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut n))?;
-    Ok(n as usize)
 }
