@@ -128,6 +128,16 @@ impl Side {
     }
 }
 
+/// What the pump does after a write.
+enum Step {
+    /// Ask the session again.
+    Again,
+    /// Give the other connections a turn.
+    Yield,
+    /// The descriptor is full.
+    Blocked,
+}
+
 /// How a pump stopped short of `Close`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
@@ -361,24 +371,11 @@ impl Connection {
                         Stop::WriteBlocked
                     } else {
                         budget -= 1;
-                        match side.surface.try_write(buf, last) {
-                            Ok(0) if !buf.is_empty() => {
-                                return Err(io::ErrorKind::WriteZero.into());
-                            }
-                            Ok(n) => {
-                                if p == Peer::Client {
-                                    self.bytes_out += n as u64;
-                                }
-                                self.write_stalled_since = None;
-                                self.session.written(p, n, now);
-                                continue;
-                            }
-                            Err(e) if would_block(&e) => {
-                                side.writable = false;
-                                Stop::WriteBlocked
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                            Err(e) => return Err(e),
+                        let (sent, nonempty) = (side.surface.try_write(buf, last), !buf.is_empty());
+                        match self.wrote(p, sent, nonempty, None, now)? {
+                            Step::Again => continue,
+                            Step::Yield => return Ok(Flow::Yield),
+                            Step::Blocked => Stop::WriteBlocked,
                         }
                     }
                 }
@@ -400,29 +397,16 @@ impl Connection {
                             },
                             None => copy_body(side, body, offset, want, turn.scratch, last),
                         };
-                        match sent {
-                            Ok(0) if len > 0 => {
-                                return Err(io::Error::new(
-                                    io::ErrorKind::UnexpectedEof,
-                                    "file shrank while being sent",
-                                ));
-                            }
-                            Ok(n) => {
-                                self.bytes_out += n as u64;
-                                self.write_stalled_since = None;
-                                self.session.written(Peer::Client, n, now);
-                                if n == SENDFILE_CHUNK && (n as u64) < len {
-                                    // A full burst went out: let the others have theirs.
-                                    return Ok(Flow::Yield);
-                                }
-                                continue;
-                            }
-                            Err(e) if would_block(&e) => {
-                                side.writable = false;
-                                Stop::WriteBlocked
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                            Err(e) => return Err(e),
+                        if matches!(sent, Ok(0)) && len > 0 {
+                            return Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "file shrank while being sent",
+                            ));
+                        }
+                        match self.wrote(Peer::Client, sent, len > 0, Some(len), now)? {
+                            Step::Again => continue,
+                            Step::Yield => return Ok(Flow::Yield),
+                            Step::Blocked => Stop::WriteBlocked,
                         }
                     }
                 }
@@ -468,6 +452,42 @@ impl Connection {
                 self.write_stalled_since = Some(now);
             }
             return Ok(Flow::Open);
+        }
+    }
+
+    /// The outcome of one write or body send to `p`: counts, the session told, the write
+    /// stall cleared; `nonempty` when zero bytes going out means the peer is gone; `body` is
+    /// the body length still to send, after a full burst of which the connection yields.
+    fn wrote(
+        &mut self,
+        p: Peer,
+        sent: io::Result<usize>,
+        nonempty: bool,
+        body: Option<u64>,
+        now: Instant,
+    ) -> io::Result<Step> {
+        match sent {
+            Ok(0) if nonempty => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                if p == Peer::Client {
+                    self.bytes_out += n as u64;
+                }
+                self.write_stalled_since = None;
+                self.session.written(p, n, now);
+                // A full burst went out: let the others have theirs.
+                Ok(match body {
+                    Some(len) if n == SENDFILE_CHUNK && (n as u64) < len => Step::Yield,
+                    _ => Step::Again,
+                })
+            }
+            Err(e) if would_block(&e) => {
+                if let Some(side) = self.sides[p.index()].as_mut() {
+                    side.writable = false;
+                }
+                Ok(Step::Blocked)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Step::Again),
+            Err(e) => Err(e),
         }
     }
 
