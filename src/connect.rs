@@ -26,8 +26,8 @@ pub struct Args {
 /// # Errors
 /// Connection failures (exit 1), with the address in the message.
 pub fn run(args: &Args) -> anyhow::Result<i32> {
-    let addr = Addr::parse(&args.addr, None).map_err(crate::cli::usage)?;
-    let timeout = crate::cli::seconds("--timeout", args.timeout)?;
+    let addr = Addr::parse(&args.addr, None).map_err(crate::usage::usage)?;
+    let timeout = crate::usage::seconds("--timeout", args.timeout)?;
     let mut sock =
         Stream::connect(&addr, Some(timeout)).with_context(|| "cannot connect".to_string())?;
     let writer = sock.try_clone().context("dup socket")?;

@@ -5,11 +5,14 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod cli;
+
 use clap::Parser;
-use plumb::cli::{Cli, Command, UsageError};
+use cli::{Cli, Command};
 use plumb::net::Addr;
 use plumb::services::echo::EchoService;
 use plumb::services::relay::RelayService;
+use plumb::usage::UsageError;
 use plumb_proto::relay::OnConnectFailure;
 
 fn main() -> ExitCode {
@@ -39,20 +42,20 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
     match cmd {
         Command::Serve(a) => plumb::serve::run(&a),
         Command::Echo(a) => {
-            plumb::cli::run_server(&a.server, "127.0.0.1:7007", Arc::new(EchoService), None)
+            plumb::server::run_server(&a.server, "127.0.0.1:7007", Arc::new(EchoService), None)
         }
         Command::Relay(a) => {
-            let upstream = Addr::parse(&a.to, None).map_err(plumb::cli::usage)?;
+            let upstream = Addr::parse(&a.to, None).map_err(plumb::usage::usage)?;
             let service = RelayService {
                 upstream,
                 on_failure: OnConnectFailure::Close,
             };
-            plumb::cli::run_server(&a.server, "127.0.0.1:8081", Arc::new(service), None)
+            plumb::server::run_server(&a.server, "127.0.0.1:8081", Arc::new(service), None)
         }
         Command::Connect(a) => plumb::connect::run(&a),
-        Command::Ipc(a) => plumb::ipc::run(&a),
-        Command::Bench(a) => plumb::bench::run(&a),
-        Command::Compare(a) => plumb::compare::run(&a),
+        Command::Ipc(a) => plumb_instruments::ipc::run(&a),
+        Command::Bench(a) => plumb_instruments::bench::run(&a),
+        Command::Compare(a) => plumb_instruments::compare::run(&a),
     }
 }
 

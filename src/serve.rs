@@ -1,6 +1,6 @@
 //! `plumb serve [DIR]`: the static-file HTTP/1.1 server, or with `--proxy` the relay that
 //! answers 502 when its upstream is down. Options become a [`plumb_proto::http::Config`];
-//! everything else is the shared server machinery of [`crate::cli`].
+//! everything else is the shared server machinery of [`crate::server`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,12 +9,13 @@ use plumb_proto::http::parse::HeadLimits;
 use plumb_proto::http::{Config, FsDocroot};
 use plumb_proto::relay::OnConnectFailure;
 
-use crate::cli::{self, ServerArgs, usage};
 use crate::net::Addr;
 use crate::report::LogTarget;
+use crate::server::{self, ServerArgs};
 use crate::services::file_cache::CachedDocroot;
 use crate::services::http::HttpService;
 use crate::services::relay::RelayService;
+use crate::usage::{seconds, usage};
 
 /// Options of `plumb serve`.
 #[derive(Debug, clap::Args)]
@@ -79,7 +80,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
             upstream,
             on_failure: OnConnectFailure::BadGateway,
         };
-        return cli::run_server(&args.server, DEFAULT_LISTEN, Arc::new(service), None);
+        return server::run_server(&args.server, DEFAULT_LISTEN, Arc::new(service), None);
     }
     let meta = std::fs::metadata(&args.dir)
         .map_err(|e| usage(format!("cannot serve {}: {e}", args.dir.display())))?;
@@ -110,7 +111,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     };
     let config = Config {
         header_timeout: nonzero("--header-timeout", args.header_timeout)?,
-        keepalive_timeout: cli::seconds("--keepalive-timeout", args.keepalive_timeout)?,
+        keepalive_timeout: seconds("--keepalive-timeout", args.keepalive_timeout)?,
         max_requests: args.max_requests,
         limits: HeadLimits {
             max_header_bytes: args.max_header_bytes,
@@ -124,14 +125,14 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         config: Arc::new(config),
         root: Arc::new(CachedDocroot::new(
             root,
-            cli::seconds("--file-cache-valid", args.file_cache_valid)?,
+            seconds("--file-cache-valid", args.file_cache_valid)?,
         )),
     };
-    cli::run_server(&args.server, DEFAULT_LISTEN, Arc::new(service), access)
+    server::run_server(&args.server, DEFAULT_LISTEN, Arc::new(service), access)
 }
 
 fn nonzero(name: &str, v: f64) -> anyhow::Result<std::time::Duration> {
-    let d = cli::seconds(name, v)?;
+    let d = seconds(name, v)?;
     if d.is_zero() {
         return Err(usage(format!("{name} must be more than 0 seconds")));
     }

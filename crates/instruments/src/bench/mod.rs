@@ -15,8 +15,8 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::usage;
 pub use engine::{Config, Errors, Stop, Totals};
+use plumb::usage::usage;
 pub use report::{Latency, Report, RunShape};
 use target::{ProtocolSpec, TargetSpec};
 

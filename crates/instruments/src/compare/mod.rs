@@ -20,10 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::bench::{self, Stop};
-use crate::cli::usage;
-use crate::models::Model;
-use crate::net::{Addr, Stream};
 use output::Run;
+use plumb::models::Model;
+use plumb::net::{Addr, Stream};
+use plumb::usage::usage;
 use server::{ChildServer, RssSampler};
 
 /// Which service the servers run.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::channel::Channel;
 use super::costs::Cost;
 use super::method::Plan;
-use crate::cli::usage;
+use plumb::usage::usage;
 
 /// Options of `plumb ipc`.
 #[derive(Debug, clap::Args)]

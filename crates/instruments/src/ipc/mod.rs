@@ -23,11 +23,11 @@ use std::io::{self, IsTerminal, Write};
 
 use anyhow::Context;
 
-use crate::cli::usage;
 use channel::Channel;
 use method::ScratchDir;
 pub use options::{Args, Settings};
 use output::{BandwidthRow, CostRow, LatencyRow, Report, SettingsReport};
+use plumb::usage::usage;
 
 /// Runs `plumb ipc`.
 ///

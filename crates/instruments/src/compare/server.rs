@@ -49,7 +49,7 @@ impl ChildServer {
             thread::spawn(move || {
                 for line in BufReader::new(err).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(addr) = crate::net::parse_listening_line(&line) {
+                    if let Some(addr) = plumb::net::parse_listening_line(&line) {
                         let _ = tx.send(addr.to_string());
                     }
                     let mut t = sink.lock().unwrap_or_else(|p| p.into_inner());

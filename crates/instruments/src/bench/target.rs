@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::response::{EchoReader, HttpReader, Reader, Step};
-use crate::net::Addr;
+use plumb::net::Addr;
 
 /// Where the connections go.
 #[derive(Debug, Clone, PartialEq, Eq)]
