@@ -1,5 +1,6 @@
-//! The event loop's deadlines (header timeout, keep-alive idle, write stall, connect): a
-//! min-heap with lazy invalidation. Nothing is touched per idle connection per tick: each
+//! The deadlines of the event loop (header timeout, keep-alive idle, write stall, connect), of
+//! the pool's waiting room, and of the bench engine's paced sends: a min-heap with lazy
+//! invalidation. Nothing is touched per idle connection per tick: each
 //! connection has at most one live entry, the loop sleeps until the earliest one, and an entry
 //! whose deadline has since moved (or whose connection is gone) is recognised as stale when it
 //! comes due and simply dropped.
@@ -20,29 +21,29 @@ use std::time::Instant;
 /// One armed deadline: when, for which slot, and which connection held that slot (slots are
 /// reused, connection ids are not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Due {
-    pub(crate) at: Instant,
-    pub(crate) slot: usize,
-    pub(crate) id: u64,
+pub struct Due {
+    pub at: Instant,
+    pub slot: usize,
+    pub id: u64,
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct Deadlines {
+pub struct Deadlines {
     heap: BinaryHeap<Reverse<Due>>,
 }
 
 impl Deadlines {
-    pub(crate) fn push(&mut self, due: Due) {
+    pub fn push(&mut self, due: Due) {
         self.heap.push(Reverse(due));
     }
 
     /// The earliest armed deadline (possibly stale: waking early is harmless).
-    pub(crate) fn next(&self) -> Option<Instant> {
+    pub fn next(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse(d)| d.at)
     }
 
     /// Takes the earliest entry if it is due at `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Due> {
+    pub fn pop_due(&mut self, now: Instant) -> Option<Due> {
         if self.next()? > now {
             return None;
         }
@@ -54,12 +55,16 @@ impl Deadlines {
         Some(due)
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.heap.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
     /// Drops the entries `keep` rejects (the loop's compaction of stale entries).
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Due) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(&Due) -> bool) {
         self.heap.retain(|Reverse(d)| keep(d));
         if self.heap.len() * 4 < self.heap.capacity() {
             self.heap.shrink_to_fit();

@@ -17,8 +17,7 @@
 //! should have been sent meanwhile (the coordinated-omission correction of wrk2). A timerfd
 //! wakes the loop at the scheduled instant with nanosecond resolution.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -29,6 +28,7 @@ use hdrhistogram::Histogram;
 use mio::net::{TcpStream, UnixStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use plumb::drive::timers::{Deadlines, Due};
 use plumb_sys::timerfd::TimerFd;
 
 use super::response::{Complete, Reader, Step};
@@ -313,6 +313,12 @@ struct Conn {
     answered: bool,
 }
 
+/// The timer entry that calls `send` for connection `slot` at `at`. A bench connection keeps
+/// its slot for the whole run, so the entry needs no connection id (always 0).
+fn paced(at: Instant, slot: usize) -> Due {
+    Due { at, slot, id: 0 }
+}
+
 struct Worker<'a> {
     cfg: &'a Config,
     /// `pipeline` copies of the request, back to back.
@@ -321,8 +327,9 @@ struct Worker<'a> {
     poll: Poll,
     conns: Vec<Conn>,
     buf: Vec<u8>,
-    /// (time, connection): call `send` for the connection at that time.
-    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// (time, connection): call `send` for the connection at that time (the server's timer
+    /// heap; ordered by time, then connection, as before).
+    timers: Deadlines,
     timerfd: Option<TimerFd>,
     armed_for: Option<Instant>,
     totals: Totals,
@@ -404,7 +411,7 @@ impl<'a> Worker<'a> {
             poll,
             conns,
             buf: vec![0; READ_BUF],
-            timers: BinaryHeap::new(),
+            timers: Deadlines::default(),
             timerfd,
             armed_for: None,
             totals: Totals::new(),
@@ -457,11 +464,7 @@ impl<'a> Worker<'a> {
                 }
                 _ => {}
             }
-            while let Some(&Reverse((due, i))) = self.timers.peek() {
-                if due > now {
-                    break;
-                }
-                self.timers.pop();
+            while let Some(Due { slot: i, .. }) = self.timers.pop_due(now) {
                 self.conns[i].scheduled = false;
                 self.send(i, now);
             }
@@ -476,7 +479,7 @@ impl<'a> Worker<'a> {
             if now < self.measure_from {
                 wait = wait.min(self.measure_from - now);
             }
-            if let Some(&Reverse((due, _))) = self.timers.peek() {
+            if let Some(due) = self.timers.next() {
                 match &self.timerfd {
                     Some(t) => {
                         if self.armed_for != Some(due) {
@@ -566,7 +569,7 @@ impl<'a> Worker<'a> {
         let start = match self.interval {
             Some(_) if c.next_due > now => {
                 c.scheduled = true;
-                self.timers.push(Reverse((c.next_due, i)));
+                self.timers.push(paced(c.next_due, i));
                 return;
             }
             Some(_) => c.next_due,
@@ -861,7 +864,7 @@ impl<'a> Worker<'a> {
         if kind == ErrorKind::Connect {
             if !self.conns[i].scheduled && !self.stopped {
                 self.conns[i].scheduled = true;
-                self.timers.push(Reverse((now + CONNECT_BACKOFF, i)));
+                self.timers.push(paced(now + CONNECT_BACKOFF, i));
             }
         } else {
             self.send(i, now);
