@@ -1,6 +1,7 @@
-//! Sans-IO readers of what a benchmarked server sends back: HTTP/1.1 responses (head parsed
-//! with httparse, body framed by Content-Length, chunked encoding or end of stream) and echo
-//! messages (a fixed number of bytes that must match what was sent).
+//! Sans-IO readers of what a benchmarked server sends back: HTTP/1.1 responses (proto's
+//! client-side decoder, `plumb_proto::http::client`: head parsed with httparse, body framed by
+//! Content-Length, chunked encoding or end of stream) and echo messages (a fixed number of
+//! bytes that must match what was sent).
 //!
 //! The load generator feeds them whatever a `read` returned; they say how much they consumed
 //! and whether a response is complete. Body bytes are counted, never copied, and a head is
@@ -8,11 +9,8 @@
 
 use std::fmt;
 
-/// Longest response head accepted before the response counts as bad.
-pub const MAX_HEAD: usize = 64 * 1024;
-
-/// Most header lines in a response head.
-const MAX_HEADERS: usize = 48;
+pub use plumb_proto::http::client::{Complete, MAX_HEAD};
+use plumb_proto::http::client::{ResponseDecoder, ResponseError};
 
 /// Why the bytes from the server are not a valid response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +21,8 @@ pub enum BadResponse {
     HeadTooLarge,
     /// A Content-Length that is not a number, or two that disagree.
     ContentLength,
-    /// A chunk-size line that is not hexadecimal, or a chunk not followed by CRLF.
+    /// Malformed chunked framing (a chunk-size line that is not hexadecimal, a chunk not
+    /// followed by CRLF, a bad trailer).
     Chunk,
     /// Bytes arrived while no request was outstanding.
     Unsolicited,
@@ -47,13 +46,15 @@ impl fmt::Display for BadResponse {
     }
 }
 
-/// One complete response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Complete {
-    /// The HTTP status (0 for echo).
-    pub status: u16,
-    /// Whether the server keeps the connection open for the next request.
-    pub keep_alive: bool,
+impl From<ResponseError> for BadResponse {
+    fn from(e: ResponseError) -> Self {
+        match e {
+            ResponseError::Head(e) => BadResponse::Head(e),
+            ResponseError::HeadTooLarge => BadResponse::HeadTooLarge,
+            ResponseError::ContentLength => BadResponse::ContentLength,
+            ResponseError::Chunk(_) => BadResponse::Chunk,
+        }
+    }
 }
 
 /// What a `feed` achieved.
@@ -96,7 +97,7 @@ impl Reader {
     /// Whether a response has started (some of its bytes were consumed).
     pub fn in_progress(&self) -> bool {
         match self {
-            Reader::Http(r) => !matches!(r.state, State::Head) || !r.carry.is_empty(),
+            Reader::Http(r) => r.0.in_progress(),
             Reader::Echo(r) => r.got > 0,
         }
     }
@@ -104,82 +105,20 @@ impl Reader {
     /// Forgets any partial response (the connection is being replaced).
     pub fn reset(&mut self) {
         match self {
-            Reader::Http(r) => {
-                r.state = State::Head;
-                r.carry.clear();
-            }
+            Reader::Http(r) => r.0.reset(),
             Reader::Echo(r) => r.got = 0,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Head,
-    /// Body bytes still expected (Content-Length framing).
-    Length(u64),
-    Chunked(Chunk),
-    /// Framed by the end of the stream (no length, no chunking).
-    UntilEof,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    /// Reading the hex size; `ext` once past `;` (extensions are skipped).
-    Size {
-        value: u64,
-        digits: u8,
-        ext: bool,
-    },
-    /// Expecting the LF of the size line.
-    SizeLf {
-        value: u64,
-    },
-    Data(u64),
-    /// Expecting the CRLF after chunk data.
-    DataCr,
-    DataLf,
-    /// Trailer lines after the last chunk; `empty` while the current line has no bytes.
-    Trailer {
-        empty: bool,
-    },
-    TrailerLf {
-        empty: bool,
-    },
-}
-
-/// Reads HTTP/1.x responses, one after another, from a byte stream.
-#[derive(Debug)]
-pub struct HttpReader {
-    state: State,
-    /// A head split across reads, kept until it is complete.
-    carry: Vec<u8>,
-    status: u16,
-    keep_alive: bool,
-}
-
-impl Default for HttpReader {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The parts of a head the framing needs.
-struct Head {
-    len: usize,
-    status: u16,
-    keep_alive: bool,
-    body: State,
-}
+/// Reads HTTP/1.x responses, one after another, from a byte stream: proto's client-side
+/// decoder (the chunked decoder is the server's own), with bench's error type.
+#[derive(Debug, Default)]
+pub struct HttpReader(ResponseDecoder);
 
 impl HttpReader {
     pub fn new() -> Self {
-        HttpReader {
-            state: State::Head,
-            carry: Vec::new(),
-            status: 0,
-            keep_alive: true,
-        }
+        HttpReader(ResponseDecoder::new())
     }
 
     /// Consumes a prefix of `input`.
@@ -188,243 +127,15 @@ impl HttpReader {
     /// A malformed head or chunked body.
     #[inline]
     pub fn feed(&mut self, input: &[u8]) -> Result<(usize, Step), BadResponse> {
-        match self.state {
-            State::Head => self.feed_head(input),
-            State::Length(left) => {
-                let take = (input.len() as u64).min(left);
-                self.state = State::Length(left - take);
-                if take == left {
-                    Ok((take as usize, self.finish()))
-                } else {
-                    Ok((take as usize, Step::More))
-                }
-            }
-            State::Chunked(c) => self.feed_chunked(c, input),
-            State::UntilEof => Ok((input.len(), Step::More)),
+        match self.0.feed(input)? {
+            (n, Some(done)) => Ok((n, Step::Done(done))),
+            (n, None) => Ok((n, Step::More)),
         }
     }
 
     fn eof(&mut self) -> Option<Complete> {
-        if self.state == State::UntilEof {
-            self.state = State::Head;
-            Some(Complete {
-                status: self.status,
-                keep_alive: false,
-            })
-        } else {
-            None
-        }
+        self.0.eof()
     }
-
-    fn finish(&mut self) -> Step {
-        self.state = State::Head;
-        Step::Done(Complete {
-            status: self.status,
-            keep_alive: self.keep_alive,
-        })
-    }
-
-    fn feed_head(&mut self, input: &[u8]) -> Result<(usize, Step), BadResponse> {
-        if self.carry.is_empty() {
-            match parse_head(input)? {
-                Some(head) => Ok((head.len, self.start_body(head))),
-                None => {
-                    if input.len() >= MAX_HEAD {
-                        return Err(BadResponse::HeadTooLarge);
-                    }
-                    self.carry.extend_from_slice(input);
-                    Ok((input.len(), Step::More))
-                }
-            }
-        } else {
-            let before = self.carry.len();
-            let take = input.len().min(MAX_HEAD - before);
-            self.carry.extend_from_slice(&input[..take]);
-            match parse_head(&self.carry)? {
-                Some(head) => {
-                    self.carry.clear();
-                    let used = head.len - before;
-                    Ok((used, self.start_body(head)))
-                }
-                None if self.carry.len() >= MAX_HEAD => Err(BadResponse::HeadTooLarge),
-                None => Ok((take, Step::More)),
-            }
-        }
-    }
-
-    fn start_body(&mut self, head: Head) -> Step {
-        self.status = head.status;
-        self.keep_alive = head.keep_alive;
-        self.state = head.body;
-        match head.body {
-            // An interim response (100 Continue): the real one follows.
-            _ if (100..200).contains(&head.status) => {
-                self.state = State::Head;
-                Step::More
-            }
-            State::Length(0) => self.finish(),
-            _ => Step::More,
-        }
-    }
-
-    fn feed_chunked(&mut self, mut c: Chunk, input: &[u8]) -> Result<(usize, Step), BadResponse> {
-        let mut i = 0;
-        while i < input.len() {
-            let b = input[i];
-            c = match c {
-                Chunk::Data(left) => {
-                    let take = ((input.len() - i) as u64).min(left);
-                    i += take as usize;
-                    if take == left {
-                        Chunk::DataCr
-                    } else {
-                        Chunk::Data(left - take)
-                    }
-                }
-                Chunk::Size { value, digits, ext } => {
-                    i += 1;
-                    match b {
-                        b'\r' if digits > 0 => Chunk::SizeLf { value },
-                        _ if ext => Chunk::Size { value, digits, ext },
-                        b';' if digits > 0 => Chunk::Size {
-                            value,
-                            digits,
-                            ext: true,
-                        },
-                        b' ' | b'\t' if digits > 0 => Chunk::Size {
-                            value,
-                            digits,
-                            ext: true,
-                        },
-                        _ => {
-                            let d = (b as char).to_digit(16).ok_or(BadResponse::Chunk)?;
-                            if digits >= 15 {
-                                return Err(BadResponse::Chunk);
-                            }
-                            Chunk::Size {
-                                value: value * 16 + u64::from(d),
-                                digits: digits + 1,
-                                ext: false,
-                            }
-                        }
-                    }
-                }
-                Chunk::SizeLf { value } => {
-                    i += 1;
-                    if b != b'\n' {
-                        return Err(BadResponse::Chunk);
-                    }
-                    if value == 0 {
-                        Chunk::Trailer { empty: true }
-                    } else {
-                        Chunk::Data(value)
-                    }
-                }
-                Chunk::DataCr => {
-                    i += 1;
-                    if b != b'\r' {
-                        return Err(BadResponse::Chunk);
-                    }
-                    Chunk::DataLf
-                }
-                Chunk::DataLf => {
-                    i += 1;
-                    if b != b'\n' {
-                        return Err(BadResponse::Chunk);
-                    }
-                    Chunk::Size {
-                        value: 0,
-                        digits: 0,
-                        ext: false,
-                    }
-                }
-                Chunk::Trailer { empty } => {
-                    i += 1;
-                    if b == b'\r' {
-                        Chunk::TrailerLf { empty }
-                    } else {
-                        Chunk::Trailer { empty: false }
-                    }
-                }
-                Chunk::TrailerLf { empty } => {
-                    i += 1;
-                    if b != b'\n' {
-                        return Err(BadResponse::Chunk);
-                    }
-                    if empty {
-                        return Ok((i, self.finish()));
-                    }
-                    Chunk::Trailer { empty: true }
-                }
-            };
-        }
-        self.state = State::Chunked(c);
-        Ok((i, Step::More))
-    }
-}
-
-/// Parses a complete head at the start of `buf`, or `None` when more bytes are needed.
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, BadResponse> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(BadResponse::Head(e)),
-    };
-    let status = resp.code.unwrap_or(0);
-    let http11 = resp.version == Some(1);
-    let mut length: Option<u64> = None;
-    let mut chunked = false;
-    let mut close = false;
-    let mut keep_alive_token = false;
-    for h in resp.headers.iter() {
-        let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let v = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or(BadResponse::ContentLength)?;
-            if length.is_some_and(|l| l != v) {
-                return Err(BadResponse::ContentLength);
-            }
-            length = Some(v);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // Chunked must be the last coding to frame the body.
-            chunked = h
-                .value
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in h.value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
-        }
-    }
-    let mut keep_alive = if http11 { !close } else { keep_alive_token };
-    let body = if status == 204 || status == 304 || (100..200).contains(&status) {
-        State::Length(0)
-    } else if chunked {
-        State::Chunked(Chunk::Size {
-            value: 0,
-            digits: 0,
-            ext: false,
-        })
-    } else if let Some(l) = length {
-        State::Length(l)
-    } else {
-        keep_alive = false;
-        State::UntilEof
-    };
-    Ok(Some(Head {
-        len,
-        status,
-        keep_alive,
-        body,
-    }))
 }
 
 /// Reads echo replies: each request is `message.len()` bytes, and the reply must be the same
