@@ -5,7 +5,7 @@
 //! - [`session`]: the contract between a core and a driver ([`Session`], [`Action`], [`Peer`]);
 //! - [`echo`]: the echo service;
 //! - [`relay`]: a two-way byte relay with half-close and backpressure (the proxy);
-//! - [`http`]: the HTTP/1.1 static-file server;
+//! - [`http`]: the HTTP/1.1 static-file server, and the client-side response decoder;
 //! - [`spare`]: per-thread spare output buffers.
 #![forbid(unsafe_code)]
 
