@@ -373,7 +373,7 @@ impl HttpSession {
         match self.root.open(rel) {
             Ok(opened) if opened.meta.is_dir => self.directory(r, head, &path, rel),
             Ok(_) if path.trailing_slash => self.error(r, 404, ""),
-            Ok(opened) => self.file(r, head, opened, path.name()),
+            Ok(opened) => self.serve_file(r, head, rel, opened, path.name()),
             Err(OpenError::NotFound) => self.error(r, 404, ""),
             Err(OpenError::Forbidden) => self.error(r, 403, ""),
             Err(OpenError::Other(_)) => self.error(r, 500, ""),
@@ -395,7 +395,9 @@ impl HttpSession {
             format!("{rel}/index.html")
         };
         match self.root.open(&index) {
-            Ok(opened) if !opened.meta.is_dir => return self.file(r, head, opened, "index.html"),
+            Ok(opened) if !opened.meta.is_dir => {
+                return self.serve_file(r, head, &index, opened, "index.html");
+            }
             Ok(_) | Err(OpenError::NotFound) => {}
             Err(OpenError::Forbidden) => return self.error(r, 403, ""),
             Err(OpenError::Other(_)) => return self.error(r, 500, ""),
@@ -421,7 +423,31 @@ impl HttpSession {
         }
     }
 
-    fn file(&mut self, r: &Reply<'_>, head: &Head<'_>, opened: Opened, name: &str) {
+    /// Answers with `opened`; if it changed while it was read, once more from a fresh open
+    /// (which sees the change), and a 500 if it changes again.
+    fn serve_file(
+        &mut self,
+        r: &Reply<'_>,
+        head: &Head<'_>,
+        rel: &str,
+        opened: Opened,
+        name: &str,
+    ) {
+        if self.file(r, head, opened, name) {
+            return;
+        }
+        let served = match self.root.open(rel) {
+            Ok(again) if !again.meta.is_dir => self.file(r, head, again, name),
+            _ => false,
+        };
+        if !served {
+            self.error(r, 500, "");
+        }
+    }
+
+    /// Answers with `opened`. False, with nothing queued, when a small body did not have the
+    /// length the metadata said (the file changed after it was looked at).
+    fn file(&mut self, r: &Reply<'_>, head: &Head<'_>, opened: Opened, name: &str) -> bool {
         let Opened { file, meta } = opened;
         let tag = ETag::of(&meta);
         let (modified_secs, _) = meta.mtime();
@@ -440,8 +466,14 @@ impl HttpSession {
         };
         match evaluate(&conditions, tag.as_str(), modified_secs) {
             Precondition::Proceed => {}
-            Precondition::NotModified => return self.simple_with(r, 304, &validators, "", b""),
-            Precondition::Failed => return self.error(r, 412, ""),
+            Precondition::NotModified => {
+                self.simple_with(r, 304, &validators, "", b"");
+                return true;
+            }
+            Precondition::Failed => {
+                self.error(r, 412, "");
+                return true;
+            }
         }
         let len = meta.len;
         let plan = match head.range {
@@ -465,17 +497,16 @@ impl HttpSession {
         match plan {
             RangePlan::Unsatisfiable => {
                 self.error(r, 416, &format!("Content-Range: bytes */{len}\r\n"));
+                true
             }
-            RangePlan::Full => {
-                self.send_ranges(r, 200, &typed, &file, &[(0, len)], None);
-            }
+            RangePlan::Full => self.send_ranges(r, 200, &typed, &file, len, &[(0, len)], None),
             RangePlan::Parts(parts) if parts.len() == 1 => {
                 let (a, b) = parts[0];
                 let ranged = |buf: &mut Vec<u8>| {
                     typed(buf);
                     let _ = write!(buf, "Content-Range: bytes {a}-{b}/{len}\r\n");
                 };
-                self.send_ranges(r, 206, &ranged, &file, &[(a, b + 1 - a)], None);
+                self.send_ranges(r, 206, &ranged, &file, len, &[(a, b + 1 - a)], None)
             }
             RangePlan::Parts(parts) => {
                 self.boundary_seq += 1;
@@ -497,23 +528,27 @@ impl HttpSession {
                     .map(|&p| response::part_header(&boundary, mime, charset, p, len))
                     .collect();
                 let end = response::multipart_end(&boundary);
-                self.send_ranges(r, 206, &multi, &file, &pieces, Some((&headers, &end)));
+                let multipart = Some((&headers[..], &end[..]));
+                self.send_ranges(r, 206, &multi, &file, len, &pieces, multipart)
             }
         }
     }
 
     /// Queues a head and `(offset, len)` pieces of `file`, each preceded by its multipart
     /// header when `multipart` is given. Small bodies are read into the buffer, so head and
-    /// body leave in one write; large ones become sendfile pieces.
+    /// body leave in one write; large ones become sendfile pieces. False, with nothing
+    /// queued, when a small body was not `file_len` long when read.
+    #[allow(clippy::too_many_arguments)]
     fn send_ranges(
         &mut self,
         r: &Reply<'_>,
         status: u16,
         extra: &dyn Fn(&mut Vec<u8>),
         file: &Arc<File>,
+        file_len: u64,
         pieces: &[(u64, u64)],
         multipart: Option<(&[String], &str)>,
-    ) {
+    ) -> bool {
         let data: u64 = pieces.iter().map(|p| p.1).sum();
         let framing: u64 = multipart.map_or(0, |(hs, end)| {
             hs.iter().map(|h| h.len() as u64).sum::<u64>() + end.len() as u64
@@ -530,14 +565,15 @@ impl HttpSession {
             buf,
             "Accept-Ranges: bytes\r\nContent-Length: {body_len}\r\n\r\n"
         );
-        if inline && read_pieces(buf, file, pieces, multipart).is_err() {
-            // The file shrank under us: take the head back and answer 500 instead.
+        if inline && !read_pieces(buf, file, file_len, pieces, multipart) {
+            // The file changed under us: take the head back.
             buf.truncate(start);
-            return self.error(r, 500, "");
+            return false;
         }
         self.out_bytes += buf.len() - start;
         if r.is_head {
-            return self.log(r, status, 0);
+            self.log(r, status, 0);
+            return true;
         }
         if !inline {
             for (i, &(offset, len)) in pieces.iter().enumerate() {
@@ -551,6 +587,7 @@ impl HttpSession {
             }
         }
         self.log(r, status, body_len);
+        true
     }
 }
 
@@ -573,25 +610,43 @@ fn start_head(h: &mut Vec<u8>, status: u16, keep_alive: bool, minor: u8) {
     }
 }
 
-/// Reads small pieces (with their multipart headers) into `buf`.
+/// Reads small pieces (with their multipart headers) into `buf`. False when the file is not
+/// `file_len` long: shorter (a read ends early) or longer (a piece that ends the file asks
+/// for one byte more, in the same `pread`, and gets it), so a body never goes out under a
+/// length or validators of another version of the file.
 fn read_pieces(
     buf: &mut Vec<u8>,
     file: &File,
+    file_len: u64,
     pieces: &[(u64, u64)],
     multipart: Option<(&[String], &str)>,
-) -> std::io::Result<()> {
+) -> bool {
     for (i, &(offset, len)) in pieces.iter().enumerate() {
         if let Some((hs, _)) = multipart {
             buf.extend_from_slice(hs[i].as_bytes());
         }
         let at = buf.len();
-        buf.resize(at + len as usize, 0);
-        file.read_exact_at(&mut buf[at..], offset)?;
+        let want = len as usize;
+        let probe = usize::from(offset + len == file_len);
+        buf.resize(at + want + probe, 0);
+        let mut got = 0;
+        while got < want {
+            match file.read_at(&mut buf[at + got..], offset + got as u64) {
+                Ok(0) => return false,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        if got > want {
+            return false;
+        }
+        buf.truncate(at + want);
     }
     if let Some((_, end)) = multipart {
         buf.extend_from_slice(end.as_bytes());
     }
-    Ok(())
+    true
 }
 
 impl Session for HttpSession {
@@ -856,7 +911,7 @@ impl HttpSession {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::FsDocroot;
+    use crate::http::{FsDocroot, fs};
 
     /// What the driver saw, in order.
     #[derive(Debug, PartialEq, Eq)]
@@ -1149,6 +1204,61 @@ mod tests {
         let all = text(&run(&mut s));
         assert!(all.starts_with("HTTP/1.1 413 "), "{all}");
         assert!(!all.contains("100 Continue"));
+    }
+
+    #[test]
+    fn a_body_is_read_only_at_the_length_it_is_labelled_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"0123456789").unwrap();
+        let file = File::open(&p).unwrap();
+        let read = |file_len: u64, pieces: &[(u64, u64)]| {
+            let mut buf = b"head".to_vec();
+            let ok = read_pieces(&mut buf, &file, file_len, pieces, None);
+            (ok, buf)
+        };
+        assert_eq!(read(10, &[(0, 10)]), (true, b"head0123456789".to_vec()));
+        assert_eq!(read(10, &[(2, 3), (8, 2)]), (true, b"head23489".to_vec()));
+        // Labelled 8 but 10 long (it grew), labelled 12 (it shrank): refused.
+        assert!(!read(8, &[(0, 8)]).0, "grew");
+        assert!(!read(8, &[(6, 2)]).0, "grew, seen by the last range");
+        assert!(!read(12, &[(0, 12)]).0, "shrank");
+    }
+
+    /// A docroot whose first answer describes the file as it was before an edit.
+    struct StaleOnce {
+        inner: FsDocroot,
+        stale: std::sync::Mutex<Option<u64>>,
+    }
+
+    impl Docroot for StaleOnce {
+        fn open(&self, rel: &str) -> Result<Opened, OpenError> {
+            let mut o = self.inner.open(rel)?;
+            if let Some(len) = self.stale.lock().unwrap().take() {
+                o.meta.len = len;
+            }
+            Ok(o)
+        }
+        fn list(&self, rel: &str, hidden: bool) -> Result<Vec<fs::ListEntry>, OpenError> {
+            self.inner.list(rel, hidden)
+        }
+    }
+
+    #[test]
+    fn a_file_that_changed_after_its_metadata_is_opened_again() {
+        let f = fixture();
+        for (stale, want) in [(3, "hello"), (8, "hello")] {
+            let root = StaleOnce {
+                inner: FsDocroot::new(f._dir.path(), false).unwrap(),
+                stale: std::sync::Mutex::new(Some(stale)),
+            };
+            let mut s = HttpSession::new(Arc::new(Config::default()), Arc::new(root), "-");
+            s.feed(Peer::Client, GET_A);
+            let all = text(&run(&mut s));
+            assert!(all.starts_with("HTTP/1.1 200 "), "{all}");
+            assert!(all.contains("Content-Length: 5\r\n"), "{all}");
+            assert!(all.ends_with(&format!("\r\n\r\n{want}")), "{all}");
+        }
     }
 
     #[test]
