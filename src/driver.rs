@@ -159,6 +159,7 @@ impl Connection {
 
     /// Reports the connection record (and any last log lines); closes the sockets.
     pub fn finish(mut self, ctx: &DriverContext<'_>) {
+        self.session.closed();
         while let Some(line) = self.session.take_log() {
             ctx.reporter.send(Record::Access(line));
         }

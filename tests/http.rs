@@ -506,6 +506,91 @@ fn edits_in_place_are_never_served_torn(model: Model) {
     server.stop();
 }
 
+/// The body bytes the access log gives for the request with `target`, once it is there.
+fn logged_bytes(server: &Server, target: &str) -> Option<u64> {
+    let key = format!("\"GET {target} HTTP/1.1\" 200 ");
+    let mut found = None;
+    wait_until(DEADLINE, || {
+        found = server.stderr().lines().find_map(|l| {
+            let rest = &l[l.find(&key)? + key.len()..];
+            let n = rest.split(' ').next()?;
+            Some(if n == "-" { 0 } else { n.parse().ok()? })
+        });
+        found.is_some()
+    });
+    found
+}
+
+/// Reads from `c` until more than `n` bytes came (head included).
+fn read_at_least(c: &mut Stream, n: usize) -> usize {
+    use std::io::Read;
+    let mut got = 0;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while got <= n {
+        let k = c.read(&mut chunk).expect("read the body");
+        assert!(k > 0, "EOF after {got} bytes");
+        got += k;
+    }
+    got
+}
+
+/// The access log gives the body bytes that went out: exactly the length when the transfer
+/// completes, less when the client goes away or the grace period cuts it. The bug: a download
+/// stopped at 13.8 MB of 50 was logged `200 50000000`.
+fn interrupted_downloads_log_what_went_out(model: Model) {
+    use std::io::Write;
+    const HUGE: u64 = 64 << 20;
+    let root = tempfile::tempdir().unwrap();
+    // Sparse: 64 MiB, far more than the socket buffers of both ends can hold.
+    let huge = std::fs::File::create(root.path().join("huge.bin")).unwrap();
+    huge.set_len(HUGE).unwrap();
+    std::fs::write(root.path().join("two_m.bin"), random_bytes(2 << 20, 3)).unwrap();
+    let mut server = start_serve(model, root.path(), &["--grace", "0.5"]);
+    let ctx = format!("model {model}");
+
+    // Complete: exact, for a body from memory and for one by sendfile.
+    let r = fetch(server.addr(), &get("/two_m.bin", ""));
+    assert_eq!(r.body.len(), 2 << 20, "{ctx}");
+    assert_eq!(logged_bytes(&server, "/two_m.bin"), Some(2 << 20), "{ctx}");
+    let r = fetch(
+        server.addr(),
+        &get("/two_m.bin?range", "Range: bytes=0-99\r\n"),
+    );
+    assert_eq!(r.body.len(), 100, "{ctx}");
+    let want = "\"GET /two_m.bin?range HTTP/1.1\" 206 100 ";
+    let logged = wait_until(DEADLINE, || server.stderr().contains(want));
+    assert!(logged, "{ctx}: {}", server.stderr());
+
+    // The client reads a little and goes away.
+    let mut c = connect(server.addr());
+    c.write_all(&get("/huge.bin?gone", "")).unwrap();
+    let read = read_at_least(&mut c, 1 << 20) as u64;
+    drop(c);
+    let n = logged_bytes(&server, "/huge.bin?gone").expect("logged");
+    assert!(
+        n < HUGE && n + 1024 >= read,
+        "{ctx}: logged {n}, client read {read}"
+    );
+
+    // A slow client when the server is stopped: the grace period ends the transfer.
+    let mut c = connect(server.addr());
+    c.write_all(&get("/huge.bin?stopped", "")).unwrap();
+    let read = read_at_least(&mut c, 1 << 20) as u64;
+    server.signal(plumb_sys::signal::SIGINT);
+    let status = server
+        .wait_exit(DEADLINE)
+        .expect("exits after the grace period");
+    assert!(status.success(), "{ctx}: {status}");
+    drop(c);
+    std::thread::sleep(std::time::Duration::from_millis(50)); // the reader threads' last lines
+    let n = logged_bytes(&server, "/huge.bin?stopped").expect("logged");
+    eprintln!("{ctx}: cut by the grace period at {n} of {HUGE} bytes, client read {read}");
+    assert!(
+        n < HUGE && n + 1024 >= read,
+        "{ctx}: logged {n}, client read {read}"
+    );
+}
+
 macro_rules! per_model {
     ($($name:ident => $model:expr),* $(,)?) => {
         $(#[test] fn $name() {
@@ -513,6 +598,7 @@ macro_rules! per_model {
             timeouts($model);
             drain_closes_idle_connections($model);
             edits_in_place_are_never_served_torn($model);
+            interrupted_downloads_log_what_went_out($model);
         })*
         /// The list above covers every model the binary has.
         #[test]

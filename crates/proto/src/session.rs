@@ -81,6 +81,10 @@ pub trait Session {
     /// point (an HTTP session closes between requests; a byte stream goes on until its peer
     /// is done or the grace period ends).
     fn drain(&mut self) {}
+    /// The connection is over, whichever way (the session's close, a failed write, the hard
+    /// stop): output not yet written never will be. Called once, before the last
+    /// [`Session::take_log`], so a log line can say what really went out.
+    fn closed(&mut self) {}
     /// A finished log line (an HTTP access-log entry), if one is ready.
     fn take_log(&mut self) -> Option<String> {
         None

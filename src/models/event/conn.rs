@@ -523,6 +523,7 @@ impl Conn {
 
     /// The connection is over: its last log lines and its record.
     pub(super) fn finish(mut self, records: &mut Vec<Record>, now: Instant, by: u32) {
+        self.session.closed();
         while let Some(line) = self.session.take_log() {
             records.push(Record::Access(line));
         }

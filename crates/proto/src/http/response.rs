@@ -496,19 +496,50 @@ pub fn clf_line(
     referer: Option<&[u8]>,
     user_agent: Option<&[u8]>,
 ) -> String {
-    let bytes = if body_bytes == 0 {
-        "-".to_string()
-    } else {
-        body_bytes.to_string()
-    };
-    let quoted = |v: Option<&[u8]>| v.map_or_else(|| "-".to_string(), log_escape);
-    format!(
-        "{host} - - [{}] \"{}\" {status} {bytes} \"{}\" \"{}\"",
-        clf_time(time),
-        log_escape(request_line),
-        quoted(referer),
-        quoted(user_agent),
-    )
+    ClfLine::new(host, time, request_line, status, referer, user_agent).with_bytes(body_bytes)
+}
+
+/// A Combined Log Format line waiting for its byte count, which is known only once the
+/// response has gone out (or the connection ended before it did).
+#[derive(Debug)]
+pub struct ClfLine {
+    /// Up to the status and the space after it.
+    head: String,
+    /// From the space before the referer.
+    tail: String,
+}
+
+impl ClfLine {
+    pub fn new(
+        host: &str,
+        time: SystemTime,
+        request_line: &[u8],
+        status: u16,
+        referer: Option<&[u8]>,
+        user_agent: Option<&[u8]>,
+    ) -> ClfLine {
+        let quoted = |v: Option<&[u8]>| v.map_or_else(|| "-".to_string(), log_escape);
+        ClfLine {
+            head: format!(
+                "{host} - - [{}] \"{}\" {status} ",
+                clf_time(time),
+                log_escape(request_line),
+            ),
+            tail: format!(" \"{}\" \"{}\"", quoted(referer), quoted(user_agent)),
+        }
+    }
+
+    /// The whole line, with `body_bytes` (`-` for none, as Apache and nginx write it).
+    pub fn with_bytes(self, body_bytes: u64) -> String {
+        let mut s = self.head;
+        if body_bytes == 0 {
+            s.push('-');
+        } else {
+            let _ = write!(s, "{body_bytes}");
+        }
+        s.push_str(&self.tail);
+        s
+    }
 }
 
 /// Seconds since the epoch of a time (0 before it).

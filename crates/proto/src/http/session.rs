@@ -7,6 +7,10 @@
 //! with sendfile. While a file range or more than [`OUT_BUDGET`] bytes are queued the session
 //! parses no further requests (backpressure: the driver keeps the input).
 //!
+//! An access-log line is finished when its response has been written, or when the connection
+//! ends ([`Session::closed`]) with the body bytes that did go out, so an interrupted download
+//! is logged as what the client got, not as the file's length.
+//!
 //! Timers (one deadline at a time): the header timeout runs from the first byte of a request
 //! (from the connection's start for the first one) until its head and body are in; the
 //! keep-alive timeout runs while idle between requests; the linger timeout bounds the
@@ -23,8 +27,8 @@ use super::fs::{Docroot, OpenError, Opened};
 use super::parse::{ChunkedBody, Framing, Head, HeadError, HeadLimits, parse_head};
 use super::path::{PathError, SafePath, resolve_target};
 use super::response::{
-    self, Conditions, ETag, Precondition, RangePlan, clf_line, content_type, evaluate,
-    if_range_allows, is_known_method, plan_ranges, reason,
+    self, Conditions, ETag, Precondition, RangePlan, content_type, evaluate, if_range_allows,
+    is_known_method, plan_ranges, reason,
 };
 use crate::session::{Action, Peer, Session};
 use crate::spare;
@@ -130,9 +134,25 @@ pub struct HttpSession {
     deadline: Option<Instant>,
     /// The head of a request whose body is being read, answered once the body is in.
     held_head: Vec<u8>,
+    /// Output bytes queued and written since the connection began: a response's place in
+    /// the stream, so its log line can say how much of its body really went out.
+    queued: u64,
+    sent: u64,
+    /// Log lines of responses not yet wholly written, in order.
+    unsent_logs: VecDeque<UnsentLog>,
+    /// Finished log lines.
     logs: VecDeque<String>,
     /// Multipart boundaries: unique per response on this connection.
     boundary_seq: u64,
+}
+
+/// The log line of a response still going out: its body is the `body_len` bytes that end at
+/// output position `end`.
+#[derive(Debug)]
+struct UnsentLog {
+    line: response::ClfLine,
+    end: u64,
+    body_len: u64,
 }
 
 /// How one response is framed and what its log line says.
@@ -162,6 +182,9 @@ impl HttpSession {
             mid_request: false,
             deadline,
             held_head: Vec::new(),
+            queued: 0,
+            sent: 0,
+            unsent_logs: VecDeque::new(),
             logs: VecDeque::new(),
             boundary_seq: 0,
         }
@@ -191,10 +214,12 @@ impl HttpSession {
 
     fn push_bytes(&mut self, b: &[u8]) {
         self.out_bytes += b.len();
+        self.queued += b.len() as u64;
         self.bytes(b.len()).extend_from_slice(b);
     }
 
     fn push_file(&mut self, file: &Arc<File>, offset: u64, len: u64) {
+        self.queued += len;
         if len > 0 {
             self.out.push_back(Out::File {
                 file: Arc::clone(file),
@@ -204,6 +229,9 @@ impl HttpSession {
         }
     }
 
+    /// Notes the log line of the response just queued, whose body is its last `body_bytes`
+    /// bytes; the line is finished once they are written (see [`Session::written`]) or the
+    /// connection ends (see [`Session::closed`]).
     fn log(&mut self, r: &Reply<'_>, status: u16, body_bytes: u64) {
         if !self.cfg.log {
             return;
@@ -230,16 +258,29 @@ impl HttpSession {
                 ua = None;
             }
         }
-        let entry = clf_line(
+        let line = response::ClfLine::new(
             &self.peer_host,
             SystemTime::now(),
             line,
             status,
-            body_bytes,
             referer,
             ua,
         );
-        self.logs.push_back(entry);
+        self.unsent_logs.push_back(UnsentLog {
+            line,
+            end: self.queued,
+            body_len: body_bytes,
+        });
+        self.finish_logs();
+    }
+
+    /// Finishes the log lines of the responses written in full.
+    fn finish_logs(&mut self) {
+        while self.unsent_logs.front().is_some_and(|l| l.end <= self.sent) {
+            if let Some(l) = self.unsent_logs.pop_front() {
+                self.logs.push_back(l.line.with_bytes(l.body_len));
+            }
+        }
     }
 
     /// A response with a small in-memory body (errors, redirects, listings).
@@ -277,7 +318,9 @@ impl HttpSession {
         if send_body {
             buf.extend_from_slice(body);
         }
-        self.out_bytes += buf.len() - start;
+        let added = buf.len() - start;
+        self.out_bytes += added;
+        self.queued += added as u64;
         let sent = if send_body { body.len() as u64 } else { 0 };
         self.log(r, status, sent);
     }
@@ -570,7 +613,9 @@ impl HttpSession {
             buf.truncate(start);
             return false;
         }
-        self.out_bytes += buf.len() - start;
+        let added = buf.len() - start;
+        self.out_bytes += added;
+        self.queued += added as u64;
         if r.is_head {
             self.log(r, status, 0);
             return true;
@@ -762,6 +807,10 @@ impl Session for HttpSession {
     }
 
     fn written(&mut self, _peer: Peer, n: usize) {
+        self.sent += n as u64;
+        if self.unsent_logs.front().is_some_and(|l| l.end <= self.sent) {
+            self.finish_logs();
+        }
         let done = match self.out.front_mut() {
             Some(Out::Bytes { buf, pos }) => {
                 *pos += n;
@@ -831,6 +880,16 @@ impl Session for HttpSession {
         self.draining = true;
         if matches!(self.reading, Reading::Head) && !self.mid_request {
             self.finish_connection(Ending::Close);
+        }
+    }
+
+    fn closed(&mut self) {
+        // Responses cut short log the part of their body that went out, not their length:
+        // a download stopped at 13.8 MB of 50 is not `200 50000000`.
+        while let Some(l) = self.unsent_logs.pop_front() {
+            let body_from = l.end - l.body_len;
+            let went = self.sent.saturating_sub(body_from).min(l.body_len);
+            self.logs.push_back(l.line.with_bytes(went));
         }
     }
 
@@ -1223,6 +1282,57 @@ mod tests {
         assert!(!read(8, &[(0, 8)]).0, "grew");
         assert!(!read(8, &[(6, 2)]).0, "grew, seen by the last range");
         assert!(!read(12, &[(0, 12)]).0, "shrank");
+    }
+
+    #[test]
+    fn the_log_gives_the_body_bytes_that_went_out() {
+        let f = fixture();
+        let logs = |s: &mut HttpSession| std::iter::from_fn(|| s.take_log()).collect::<Vec<_>>();
+        // Not logged while the answer is still going out; cut short, the part that went.
+        let mut s = session(&f, Config::default());
+        s.feed(Peer::Client, b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+        let Action::Write(_, head) = s.next_action() else {
+            panic!("a head first")
+        };
+        let head_len = head.len();
+        s.written(Peer::Client, head_len - 1);
+        assert!(logs(&mut s).is_empty());
+        s.written(Peer::Client, 1);
+        assert!(matches!(s.next_action(), Action::SendFile { .. }));
+        s.written(Peer::Client, 12_345);
+        assert!(logs(&mut s).is_empty(), "in flight: no line yet");
+        s.closed();
+        let l = logs(&mut s);
+        assert_eq!(l.len(), 1);
+        assert!(
+            l[0].contains("\"GET /big.bin HTTP/1.1\" 200 12345 "),
+            "{}",
+            l[0]
+        );
+
+        // Cut inside the head: no body went out.
+        let mut s = session(&f, Config::default());
+        s.feed(Peer::Client, GET_A);
+        let _ = s.next_action();
+        s.written(Peer::Client, 10);
+        s.closed();
+        assert!(logs(&mut s)[0].contains("\" 200 - "));
+
+        // Whole, pipelined: each line as its answer is written, with the full length.
+        let mut s = session(&f, Config::default());
+        s.feed(
+            Peer::Client,
+            &[GET_A, b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n"].concat(),
+        );
+        run(&mut s);
+        s.closed();
+        let l = logs(&mut s);
+        assert!(l[0].contains("\"GET /a.txt HTTP/1.1\" 200 5 "), "{}", l[0]);
+        assert!(
+            l[1].contains("\"GET /big.bin HTTP/1.1\" 200 100000 "),
+            "{}",
+            l[1]
+        );
     }
 
     /// A docroot whose first answer describes the file as it was before an edit.
