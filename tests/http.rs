@@ -709,7 +709,8 @@ fn symlinks_quiet_and_access_log_file() {
     server.stop();
 }
 
-/// `serve --proxy`: a relay in front of a server; 502 when the upstream is down.
+/// `serve --proxy`: a relay in front of a server; 502 (with Date and Server) when the upstream
+/// is down, under every model.
 #[test]
 fn proxy_mode() {
     let root = make_root();
@@ -730,6 +731,8 @@ fn proxy_mode() {
         let r = fetch(proxy.addr(), &get("/big.bin", "Connection: close\r\n"));
         assert_eq!(sha256_hex(&r.body), sha256_hex(&root.big), "model {model}");
         proxy.stop();
+    }
+    for &model in Model::ALL {
         let proxy = Server::start(&[
             "serve",
             "--proxy",
@@ -741,6 +744,10 @@ fn proxy_mode() {
         ]);
         let r = fetch(proxy.addr(), &get("/", ""));
         assert_eq!(r.status, 502, "model {model}");
+        // Like every other answer (it had neither).
+        assert_eq!(r.header("server"), Some("plumb"), "model {model}");
+        let date = r.header("date").expect("a Date on the 502");
+        assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
         proxy.stop();
     }
     origin.stop();
