@@ -27,6 +27,7 @@
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -70,7 +71,7 @@ struct Entry {
 
 pub struct CachedDocroot {
     inner: FsDocroot,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<PathBuf, Entry>>,
     valid: Duration,
 }
 
@@ -85,14 +86,14 @@ impl CachedDocroot {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<PathBuf, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The cached descriptor for `rel`: as it is within the validity period, else if the path
     /// still names that same, unchanged file. The `stat` is made without the lock held.
-    fn hit(&self, rel: &str) -> Option<Opened> {
-        if rel.is_empty() {
+    fn hit(&self, rel: &Path) -> Option<Opened> {
+        if rel.as_os_str().is_empty() {
             return None; // the root is a directory
         }
         let now = Instant::now();
@@ -135,7 +136,7 @@ impl CachedDocroot {
 
     /// Drops the entry for `rel` if it still holds `file` (another request may have
     /// replaced it meanwhile).
-    fn forget(&self, rel: &str, file: &Arc<File>) {
+    fn forget(&self, rel: &Path, file: &Arc<File>) {
         let mut entries = self.lock();
         if entries.get(rel).is_some_and(|e| Arc::ptr_eq(&e.file, file)) {
             entries.remove(rel);
@@ -144,7 +145,7 @@ impl CachedDocroot {
 }
 
 impl Docroot for CachedDocroot {
-    fn open(&self, rel: &str) -> Result<Opened, OpenError> {
+    fn open(&self, rel: &Path) -> Result<Opened, OpenError> {
         if let Some(opened) = self.hit(rel) {
             return Ok(opened);
         }
@@ -157,7 +158,7 @@ impl Docroot for CachedDocroot {
                 entries.clear();
             }
             entries.insert(
-                rel.to_string(),
+                rel.to_path_buf(),
                 Entry {
                     file: Arc::clone(&opened.file),
                     id: Identity::of(&m),
@@ -169,7 +170,7 @@ impl Docroot for CachedDocroot {
         Ok(opened)
     }
 
-    fn list(&self, rel: &str, hidden: bool) -> Result<Vec<ListEntry>, OpenError> {
+    fn list(&self, rel: &Path, hidden: bool) -> Result<Vec<ListEntry>, OpenError> {
         self.inner.list(rel, hidden)
     }
 }
@@ -180,7 +181,7 @@ mod tests {
     use std::os::unix::fs::FileExt;
 
     fn body(root: &CachedDocroot, rel: &str) -> Vec<u8> {
-        let o = root.open(rel).unwrap();
+        let o = root.open(Path::new(rel)).unwrap();
         let mut v = vec![0u8; o.meta.len as usize];
         o.file.read_exact_at(&mut v, 0).unwrap();
         v
@@ -192,8 +193,8 @@ mod tests {
         let p = dir.path().join("a.txt");
         std::fs::write(&p, b"one").unwrap();
         let root = CachedDocroot::new(FsDocroot::new(dir.path(), false).unwrap(), Duration::ZERO);
-        let first = root.open("a.txt").unwrap();
-        let again = root.open("a.txt").unwrap();
+        let first = root.open(Path::new("a.txt")).unwrap();
+        let again = root.open(Path::new("a.txt")).unwrap();
         assert!(Arc::ptr_eq(&first.file, &again.file), "a hit");
         drop((first, again));
 
@@ -207,12 +208,15 @@ mod tests {
         assert_eq!(body(&root, "a.txt"), b"third!");
         // Deleted: not found, and the cache lets go of the file.
         std::fs::remove_file(&p).unwrap();
-        assert!(matches!(root.open("a.txt"), Err(OpenError::NotFound)));
+        assert!(matches!(
+            root.open(Path::new("a.txt")),
+            Err(OpenError::NotFound)
+        ));
         assert!(root.lock().is_empty());
         // Directories and failures are not cached.
         std::fs::create_dir(dir.path().join("d")).unwrap();
-        assert!(root.open("d").unwrap().meta.is_dir);
-        assert!(root.open("").unwrap().meta.is_dir);
+        assert!(root.open(Path::new("d")).unwrap().meta.is_dir);
+        assert!(root.open(Path::new("")).unwrap().meta.is_dir);
         assert!(root.lock().is_empty());
     }
 
@@ -265,11 +269,14 @@ mod tests {
             FsDocroot::new(dir.path(), false).unwrap(),
             Duration::from_secs(3600),
         );
-        let first = root.open("e.txt").unwrap();
-        assert!(Arc::ptr_eq(&first.file, &root.open("e.txt").unwrap().file));
+        let first = root.open(Path::new("e.txt")).unwrap();
+        assert!(Arc::ptr_eq(
+            &first.file,
+            &root.open(Path::new("e.txt")).unwrap().file
+        ));
         for content in [&b"v2 this is longer"[..], b"v3", b"v4"] {
             std::fs::write(&p, content).unwrap();
-            let o = root.open("e.txt").unwrap();
+            let o = root.open(Path::new("e.txt")).unwrap();
             assert_eq!(o.meta.len, content.len() as u64);
             assert_eq!(body(&root, "e.txt"), content);
         }
@@ -287,7 +294,10 @@ mod tests {
         std::fs::remove_file(dir.path().join("a.txt")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("a.txt"))
             .unwrap();
-        assert!(matches!(root.open("a.txt"), Err(OpenError::Forbidden)));
+        assert!(matches!(
+            root.open(Path::new("a.txt")),
+            Err(OpenError::Forbidden)
+        ));
     }
 
     #[test]
@@ -297,7 +307,7 @@ mod tests {
         for i in 0..MAX_ENTRIES + 5 {
             let name = format!("f{i}");
             std::fs::write(dir.path().join(&name), b"x").unwrap();
-            root.open(&name).unwrap();
+            root.open(Path::new(&name)).unwrap();
         }
         assert!(root.lock().len() <= MAX_ENTRIES);
     }

@@ -418,7 +418,7 @@ pub fn listing_html(url_path: &str, entries: &[ListEntry]) -> String {
             s,
             "<tr><td><a href=\"./{href}{slash}\">{name}{slash}</a></td><td class=\"n\">{size}</td><td>{date}</td></tr>",
             href = encode_segment(&e.name),
-            name = escape_html(&e.name),
+            name = escape_html(&e.display_name()),
             date = httpdate::fmt_http_date(e.meta.modified),
         );
     }
@@ -439,7 +439,7 @@ pub fn listing_json(url_path: &str, entries: &[ListEntry]) -> String {
         let _ = write!(
             s,
             "{{\"name\":{},\"type\":\"{}\",\"size\":{},\"modified\":{secs},\"href\":{}}}",
-            json_string(&e.name),
+            json_string(&e.display_name()),
             if e.meta.is_dir { "dir" } else { "file" },
             e.meta.len,
             json_string(&format!("{}{slash}", encode_segment(&e.name))),
@@ -674,9 +674,13 @@ mod tests {
                 name: "é.txt".into(),
                 meta: meta(1, false),
             },
+            ListEntry {
+                name: b"bad\xff\\name".to_vec(),
+                meta: meta(2, false),
+            },
         ];
         sort_listing(&mut entries);
-        assert_eq!(entries[0].name, "a dir");
+        assert_eq!(entries[0].name, b"a dir");
         let html = listing_html("/x <y>/", &entries);
         assert!(html.contains("Index of /x &lt;y&gt;/"));
         assert!(html.contains("href=\"./a%20dir/\">a dir/</a>"));
@@ -684,11 +688,21 @@ mod tests {
             "href=\"./b%20%3C%26%3E%20%22q%22.txt\">b &lt;&amp;&gt; &quot;q&quot;.txt</a>"
         ));
         assert!(html.contains("href=\"./%C3%A9.txt\">é.txt</a>"));
+        // Not UTF-8: the link has the real bytes, the text a lossy form.
+        assert!(
+            html.contains("href=\"./bad%FF%5Cname\">bad\u{fffd}\\name</a>"),
+            "{html}"
+        );
         assert!(html.contains("href=\"../\""));
         assert!(!listing_html("/", &entries).contains("href=\"../\""));
         let json = listing_json("/", &entries);
         assert!(json.contains("{\"name\":\"b <&> \\\"q\\\".txt\",\"type\":\"file\",\"size\":3"));
         assert!(json.contains("\"type\":\"dir\""));
+        assert!(
+            json.contains("\"name\":\"bad\u{fffd}\\\\name\",\"type\":\"file\",\"size\":2,"),
+            "{json}"
+        );
+        assert!(json.contains("\"href\":\"bad%FF%5Cname\""), "{json}");
     }
 
     #[test]

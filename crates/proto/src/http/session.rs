@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -416,14 +417,17 @@ impl HttpSession {
         match self.root.open(rel) {
             Ok(opened) if opened.meta.is_dir => self.directory(r, head, &path, rel),
             Ok(_) if path.trailing_slash => self.error(r, 404, ""),
-            Ok(opened) => self.serve_file(r, head, rel, opened, path.name()),
+            Ok(opened) => {
+                let name = String::from_utf8_lossy(path.name());
+                self.serve_file(r, head, rel, opened, &name);
+            }
             Err(OpenError::NotFound) => self.error(r, 404, ""),
             Err(OpenError::Forbidden) => self.error(r, 403, ""),
             Err(OpenError::Other(_)) => self.error(r, 500, ""),
         }
     }
 
-    fn directory(&mut self, r: &Reply<'_>, head: &Head<'_>, path: &SafePath, rel: &str) {
+    fn directory(&mut self, r: &Reply<'_>, head: &Head<'_>, path: &SafePath, rel: &Path) {
         if !path.trailing_slash {
             let mut location = path.url(true);
             if let Some(q) = &path.query {
@@ -432,11 +436,7 @@ impl HttpSession {
             }
             return self.error(r, 301, &format!("Location: {location}\r\n"));
         }
-        let index = if rel.is_empty() {
-            "index.html".to_string()
-        } else {
-            format!("{rel}/index.html")
-        };
+        let index = rel.join("index.html");
         match self.root.open(&index) {
             Ok(opened) if !opened.meta.is_dir => {
                 return self.serve_file(r, head, &index, opened, "index.html");
@@ -452,10 +452,10 @@ impl HttpSession {
             Err(OpenError::Other(_)) => return self.error(r, 500, ""),
         };
         response::sort_listing(&mut entries);
-        let url_path = if rel.is_empty() {
+        let url_path = if rel.as_os_str().is_empty() {
             "/".to_string()
         } else {
-            format!("/{rel}/")
+            format!("/{}/", rel.to_string_lossy())
         };
         if head.accept_json {
             let body = response::listing_json(&url_path, &entries);
@@ -472,7 +472,7 @@ impl HttpSession {
         &mut self,
         r: &Reply<'_>,
         head: &Head<'_>,
-        rel: &str,
+        rel: &Path,
         opened: Opened,
         name: &str,
     ) {
@@ -1342,14 +1342,14 @@ mod tests {
     }
 
     impl Docroot for StaleOnce {
-        fn open(&self, rel: &str) -> Result<Opened, OpenError> {
+        fn open(&self, rel: &Path) -> Result<Opened, OpenError> {
             let mut o = self.inner.open(rel)?;
             if let Some(len) = self.stale.lock().unwrap().take() {
                 o.meta.len = len;
             }
             Ok(o)
         }
-        fn list(&self, rel: &str, hidden: bool) -> Result<Vec<fs::ListEntry>, OpenError> {
+        fn list(&self, rel: &Path, hidden: bool) -> Result<Vec<fs::ListEntry>, OpenError> {
             self.inner.list(rel, hidden)
         }
     }
