@@ -674,16 +674,20 @@ fn read_pieces(
         let want = len as usize;
         let probe = usize::from(offset + len == file_len);
         buf.resize(at + want + probe, 0);
+        // At least one read, so an empty file that is no longer empty is seen too.
         let mut got = 0;
-        while got < want {
+        loop {
             match file.read_at(&mut buf[at + got..], offset + got as u64) {
-                Ok(0) => return false,
+                Ok(0) => break,
                 Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => return false,
             }
+            if got >= want {
+                break;
+            }
         }
-        if got > want {
+        if got != want {
             return false;
         }
         buf.truncate(at + want);
@@ -1282,6 +1286,9 @@ mod tests {
         assert!(!read(8, &[(0, 8)]).0, "grew");
         assert!(!read(8, &[(6, 2)]).0, "grew, seen by the last range");
         assert!(!read(12, &[(0, 12)]).0, "shrank");
+        assert!(!read(0, &[(0, 0)]).0, "an empty file that grew");
+        std::fs::write(&p, b"").unwrap();
+        assert_eq!(read(0, &[(0, 0)]), (true, b"head".to_vec()));
     }
 
     #[test]
