@@ -22,7 +22,8 @@
 //! The symlink rule needs no new check: the cached file passed it when it was opened, and a
 //! hit is that same file. Directories are not cached (listings read them anyway), nor are
 //! failures. At most [`MAX_ENTRIES`] descriptors are held; an entry that no longer matches is
-//! dropped, so a deleted file's space is released at its first request after the period.
+//! dropped, so a deleted file's space is released at its next request (an unlink, and a
+//! rename over the file, change its ctime, which the `fstat` of a hit sees).
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
