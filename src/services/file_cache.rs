@@ -281,6 +281,13 @@ mod tests {
             assert_eq!(o.meta.len, content.len() as u64);
             assert_eq!(body(&root, "e.txt"), content);
         }
+        // Deleted: the unlink changed its ctime, so the cache lets go at once.
+        std::fs::remove_file(&p).unwrap();
+        assert!(matches!(
+            root.open(Path::new("e.txt")),
+            Err(OpenError::NotFound)
+        ));
+        assert!(root.lock().is_empty());
     }
 
     #[test]
