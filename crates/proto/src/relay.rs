@@ -75,7 +75,12 @@ impl Relay {
     }
 }
 
-const BAD_GATEWAY: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 28\r\nConnection: close\r\n\r\nupstream cannot be reached.\n";
+/// The 502 answer, with the `Server` and `Date` every other answer has.
+fn push_bad_gateway(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 502 Bad Gateway\r\nServer: plumb\r\nDate: ");
+    crate::http::response::push_date(out);
+    out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 28\r\nConnection: close\r\n\r\nupstream cannot be reached.\n");
+}
 
 impl Session for Relay {
     fn feed(&mut self, peer: Peer, input: &[u8], now: Instant) -> usize {
@@ -172,7 +177,7 @@ impl Session for Relay {
             self.upstream = Upstream::Failed;
             self.to_upstream = OutBuf::default();
             if self.on_failure == OnConnectFailure::BadGateway {
-                self.to_client.extend(BAD_GATEWAY);
+                push_bad_gateway(self.to_client.vec());
             }
         }
     }
@@ -276,6 +281,8 @@ mod tests {
             Action::Shutdown(Peer::Client)
         ));
         assert!(c.starts_with(b"HTTP/1.1 502 "));
+        let text = String::from_utf8_lossy(&c);
+        assert!(text.contains("\r\nServer: plumb\r\nDate: "), "{text}");
         assert!(u.is_empty());
         let head_end = c.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         assert_eq!(c.len() - head_end, 28, "Content-Length matches the body");

@@ -183,6 +183,12 @@ pub trait Session {
     fn drain(&mut self, now: Instant) {
         let _ = now;
     }
+    /// The connection is over, whichever way (the session's close, a failed write, the hard
+    /// stop): output not yet written never will be. Called once, before the last
+    /// [`Session::take_log`], so a log line can say what really went out.
+    fn closed(&mut self, now: Instant) {
+        let _ = now;
+    }
     /// A finished log line (an HTTP access-log entry), if one is ready.
     fn take_log(&mut self) -> Option<String> {
         None

@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -67,8 +68,16 @@ pub struct Opened {
 /// One directory entry for a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListEntry {
-    pub name: String,
+    /// The file name as it is on disk: bytes, not always UTF-8.
+    pub name: Vec<u8>,
     pub meta: Meta,
+}
+
+impl ListEntry {
+    /// The name to show: invalid UTF-8 replaced by U+FFFD (the link keeps the real bytes).
+    pub fn display_name(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.name)
+    }
 }
 
 /// Why a path cannot be served.
@@ -86,6 +95,8 @@ impl From<io::Error> for OpenError {
             io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => OpenError::NotFound,
             io::ErrorKind::PermissionDenied => OpenError::Forbidden,
             _ if e.raw_os_error() == Some(libc::ELOOP) => OpenError::Forbidden,
+            // Opening a socket: not a file to serve, like a FIFO (a 403, not a 500).
+            _ if e.raw_os_error() == Some(libc::ENXIO) => OpenError::Forbidden,
             _ if e.raw_os_error() == Some(libc::ENAMETOOLONG) => OpenError::NotFound,
             _ => OpenError::Other(e),
         }
@@ -93,19 +104,20 @@ impl From<io::Error> for OpenError {
 }
 
 /// The files an HTTP session may serve. `rel` is always a normalised relative path
-/// (`a/b.txt`, `""` for the root) with no `.` or `..` segments.
+/// (`a/b.txt`, empty for the root) with no `.` or `..` segments.
 pub trait Docroot: Send + Sync {
     /// Opens the file or directory at `rel`.
     ///
     /// # Errors
     /// [`OpenError::NotFound`], [`OpenError::Forbidden`] or an I/O error.
-    fn open(&self, rel: &str) -> Result<Opened, OpenError>;
+    fn open(&self, rel: &Path) -> Result<Opened, OpenError>;
 
-    /// The entries of the directory at `rel`, unsorted; dotfiles only when `hidden`.
+    /// The entries of the directory at `rel`, unsorted; dotfiles only when `hidden`. Only
+    /// what [`Docroot::open`] would serve: regular files and directories.
     ///
     /// # Errors
     /// As for [`Docroot::open`].
-    fn list(&self, rel: &str, hidden: bool) -> Result<Vec<ListEntry>, OpenError>;
+    fn list(&self, rel: &Path, hidden: bool) -> Result<Vec<ListEntry>, OpenError>;
 }
 
 /// A directory on the real filesystem.
@@ -137,8 +149,8 @@ impl FsDocroot {
     }
 
     /// The real path of `rel`, refused when a symlink takes it out of the root.
-    fn real_path(&self, rel: &str) -> Result<PathBuf, OpenError> {
-        let joined = if rel.is_empty() {
+    fn real_path(&self, rel: &Path) -> Result<PathBuf, OpenError> {
+        let joined = if rel.as_os_str().is_empty() {
             self.root.clone()
         } else {
             self.root.join(rel)
@@ -156,7 +168,7 @@ impl FsDocroot {
 }
 
 impl Docroot for FsDocroot {
-    fn open(&self, rel: &str) -> Result<Opened, OpenError> {
+    fn open(&self, rel: &Path) -> Result<Opened, OpenError> {
         let path = self.real_path(rel)?;
         // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
         let file = std::fs::OpenOptions::new()
@@ -174,15 +186,14 @@ impl Docroot for FsDocroot {
         })
     }
 
-    fn list(&self, rel: &str, hidden: bool) -> Result<Vec<ListEntry>, OpenError> {
+    fn list(&self, rel: &Path, hidden: bool) -> Result<Vec<ListEntry>, OpenError> {
         let dir = self.real_path(rel)?;
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&dir)? {
             let Ok(entry) = entry else { continue };
-            let Ok(name) = entry.file_name().into_string() else {
-                continue; // a non-UTF-8 name cannot be asked for either
-            };
-            if !hidden && name.starts_with('.') {
+            // Any bytes: a name that is not UTF-8 is linked percent-encoded and fetches.
+            let name = entry.file_name().into_vec();
+            if !hidden && name.starts_with(b".") {
                 continue;
             }
             let path = entry.path();
@@ -197,6 +208,9 @@ impl Docroot for FsDocroot {
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };
+            if !meta.is_file() && !meta.is_dir() {
+                continue; // FIFOs, sockets, devices: `open` refuses them, so no link
+            }
             out.push(ListEntry {
                 name,
                 meta: Meta::from_std(&meta),
@@ -211,6 +225,10 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
+    fn p(s: &str) -> &Path {
+        Path::new(s)
+    }
+
     #[test]
     fn symlinks_out_of_the_root_are_refused_unless_followed() {
         let outside = tempfile::tempdir().unwrap();
@@ -221,22 +239,55 @@ mod tests {
         symlink(root.path().join("a.txt"), root.path().join("in")).unwrap();
 
         let strict = FsDocroot::new(root.path(), false).unwrap();
-        assert_eq!(strict.open("a.txt").unwrap().meta.len, 5);
-        assert_eq!(strict.open("in").unwrap().meta.len, 5);
-        assert!(matches!(strict.open("out"), Err(OpenError::Forbidden)));
-        assert!(matches!(strict.open("nope"), Err(OpenError::NotFound)));
-        assert!(matches!(strict.open("a.txt/x"), Err(OpenError::NotFound)));
+        assert_eq!(strict.open(p("a.txt")).unwrap().meta.len, 5);
+        assert_eq!(strict.open(p("in")).unwrap().meta.len, 5);
+        assert!(matches!(strict.open(p("out")), Err(OpenError::Forbidden)));
+        assert!(matches!(strict.open(p("nope")), Err(OpenError::NotFound)));
+        assert!(matches!(
+            strict.open(p("a.txt/x")),
+            Err(OpenError::NotFound)
+        ));
         let mut names: Vec<_> = strict
-            .list("", false)
+            .list(p(""), false)
             .unwrap()
             .into_iter()
             .map(|e| e.name)
             .collect();
         names.sort();
-        assert_eq!(names, ["a.txt", "in"]);
+        assert_eq!(names, [&b"a.txt"[..], b"in"]);
 
         let loose = FsDocroot::new(root.path(), true).unwrap();
-        assert_eq!(loose.open("out").unwrap().meta.len, 1);
-        assert_eq!(loose.list("", false).unwrap().len(), 3);
+        assert_eq!(loose.open(p("out")).unwrap().meta.len, 1);
+        assert_eq!(loose.list(p(""), false).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_listing_has_every_name_that_opens_and_nothing_else() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let root = tempfile::tempdir().unwrap();
+        let odd: &[u8] = b"caf\xe9 latin-1.txt";
+        for name in [odd, b"back\\slash.txt", b"plain.txt"] {
+            std::fs::write(root.path().join(OsStr::from_bytes(name)), name).unwrap();
+        }
+        // A socket is not a file to serve (nor is a FIFO or a device): not listed.
+        let _sock = std::os::unix::net::UnixListener::bind(root.path().join("s.sock")).unwrap();
+        let docroot = FsDocroot::new(root.path(), false).unwrap();
+        assert!(matches!(
+            docroot.open(p("s.sock")),
+            Err(OpenError::Forbidden)
+        ));
+        let mut names: Vec<Vec<u8>> = docroot
+            .list(p(""), false)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, [&b"back\\slash.txt"[..], odd, b"plain.txt"]);
+        for name in names {
+            let opened = docroot.open(Path::new(OsStr::from_bytes(&name))).unwrap();
+            assert_eq!(opened.meta.len, name.len() as u64);
+        }
     }
 }
