@@ -520,12 +520,14 @@ fn font(size: u32, bold: bool, color: RGBColor) -> TextStyle<'static> {
     ("sans-serif", size, style).into_font().color(&color)
 }
 
-/// The pixel columns of model `i`'s bar: its share of the plotting width less `margin` a side.
+/// The pixel columns of model `i`'s bar: its share of the plotting width less `margin` a
+/// side, and no wider than about 90 pixels (less the margin), so a chart of two models does
+/// not draw slabs.
 fn slot(x: &std::ops::Range<i32>, models: usize, i: usize, margin: i32) -> (i32, i32) {
     let w = f64::from(x.end - x.start) / models as f64;
-    let x0 = x.start + (w * i as f64).round() as i32;
-    let x1 = x.start + (w * (i + 1) as f64).round() as i32;
-    (x0 + margin, (x1 - margin).max(x0 + margin + 1))
+    let center = x.start + (w * (i as f64 + 0.5)).round() as i32;
+    let half = ((w / 2.0).floor() as i32 - margin).min(53 - margin).max(1);
+    (center - half, center + half)
 }
 
 /// A bar filled with diagonal lines on a pale ground, in pixel coordinates of `area`.
