@@ -26,14 +26,15 @@
 //! rename over the file, change its ctime, which the `fstat` of a hit sees).
 
 use std::collections::HashMap;
-use std::fs::{File, Metadata};
+use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use plumb_proto::http::fs::{ListEntry, Meta, OpenError, Opened};
-use plumb_proto::http::{Docroot, FsDocroot};
+use plumb_proto::http::docroot::{Docroot, ListEntry, Meta, OpenError, Opened};
+
+use super::fs_docroot::{FileBody, FsDocroot};
 
 /// Most files kept open by the cache.
 pub const MAX_ENTRIES: usize = 1024;
@@ -63,7 +64,7 @@ impl Identity {
 }
 
 struct Entry {
-    file: Arc<File>,
+    file: Arc<FileBody>,
     id: Identity,
     meta: Meta,
     /// When the path was last seen to name this file, unchanged.
@@ -110,8 +111,8 @@ impl CachedDocroot {
         if let Some(meta) = trusted {
             // Within the period the path is trusted, the file is not: an edit in place keeps
             // the inode, so only the descriptor shows it (size, mtime, ctime).
-            if file.metadata().is_ok_and(|m| Identity::of(&m) == id) {
-                return Some(Opened { file, meta });
+            if file.file().metadata().is_ok_and(|m| Identity::of(&m) == id) {
+                return Some(Opened { body: file, meta });
             }
             self.forget(rel, &file);
             return None;
@@ -126,7 +127,7 @@ impl CachedDocroot {
         if unchanged {
             current.checked = now;
             Some(Opened {
-                file,
+                body: file,
                 meta: current.meta,
             })
         } else {
@@ -137,7 +138,7 @@ impl CachedDocroot {
 
     /// Drops the entry for `rel` if it still holds `file` (another request may have
     /// replaced it meanwhile).
-    fn forget(&self, rel: &Path, file: &Arc<File>) {
+    fn forget(&self, rel: &Path, file: &Arc<FileBody>) {
         let mut entries = self.lock();
         if entries.get(rel).is_some_and(|e| Arc::ptr_eq(&e.file, file)) {
             entries.remove(rel);
@@ -150,9 +151,9 @@ impl Docroot for CachedDocroot {
         if let Some(opened) = self.hit(rel) {
             return Ok(opened);
         }
-        let opened = self.inner.open(rel)?;
-        if !opened.meta.is_dir
-            && let Ok(m) = opened.file.metadata()
+        let (file, meta) = self.inner.open_body(rel)?;
+        if !meta.is_dir
+            && let Ok(m) = file.file().metadata()
         {
             let mut entries = self.lock();
             if entries.len() >= MAX_ENTRIES && !entries.contains_key(rel) {
@@ -161,14 +162,14 @@ impl Docroot for CachedDocroot {
             entries.insert(
                 rel.to_path_buf(),
                 Entry {
-                    file: Arc::clone(&opened.file),
+                    file: Arc::clone(&file),
                     id: Identity::of(&m),
-                    meta: opened.meta,
+                    meta,
                     checked: Instant::now(),
                 },
             );
         }
-        Ok(opened)
+        Ok(Opened { body: file, meta })
     }
 
     fn list(&self, rel: &Path, hidden: bool) -> Result<Vec<ListEntry>, OpenError> {
@@ -179,12 +180,16 @@ impl Docroot for CachedDocroot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::FileExt;
 
     fn body(root: &CachedDocroot, rel: &str) -> Vec<u8> {
         let o = root.open(Path::new(rel)).unwrap();
         let mut v = vec![0u8; o.meta.len as usize];
-        o.file.read_exact_at(&mut v, 0).unwrap();
+        let mut got = 0;
+        while got < v.len() {
+            let n = o.body.read_at(&mut v[got..], got as u64).unwrap();
+            assert!(n > 0, "the body ended early");
+            got += n;
+        }
         v
     }
 
@@ -196,7 +201,7 @@ mod tests {
         let root = CachedDocroot::new(FsDocroot::new(dir.path(), false).unwrap(), Duration::ZERO);
         let first = root.open(Path::new("a.txt")).unwrap();
         let again = root.open(Path::new("a.txt")).unwrap();
-        assert!(Arc::ptr_eq(&first.file, &again.file), "a hit");
+        assert!(Arc::ptr_eq(&first.body, &again.body), "a hit");
         drop((first, again));
 
         // Rewritten in place (new size): a miss, fresh metadata.
@@ -272,8 +277,8 @@ mod tests {
         );
         let first = root.open(Path::new("e.txt")).unwrap();
         assert!(Arc::ptr_eq(
-            &first.file,
-            &root.open(Path::new("e.txt")).unwrap().file
+            &first.body,
+            &root.open(Path::new("e.txt")).unwrap().body
         ));
         for content in [&b"v2 this is longer"[..], b"v3", b"v4"] {
             std::fs::write(&p, content).unwrap();

@@ -13,7 +13,7 @@
 
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// Which of a child process's standard streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,6 +104,31 @@ pub struct SpawnRequest {
     pub clear_env: bool,
     /// Working directory; the server's when `None`.
     pub cwd: Option<String>,
+}
+
+/// The wall clock as a core sees it: one reading of the calendar time taken by the server
+/// when the connection was accepted, beside the instant of that moment. Later instants, which
+/// every event brings, map onto calendar time from it (for `Date` headers and log lines), so a
+/// core never reads a clock, and a test or fuzzer picks any date it likes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wall {
+    at: Instant,
+    time: SystemTime,
+}
+
+impl Wall {
+    /// `time` is the calendar time at instant `at`.
+    pub fn new(at: Instant, time: SystemTime) -> Wall {
+        Wall { at, time }
+    }
+
+    /// The calendar time at instant `now`.
+    pub fn time_at(&self, now: Instant) -> SystemTime {
+        match now.checked_duration_since(self.at) {
+            Some(d) => self.time + d,
+            None => self.time - self.at.duration_since(now),
+        }
+    }
 }
 
 /// What the driver should do next.

@@ -3,15 +3,16 @@
 //!
 //! - [`parse`]: request heads and bodies, strict RFC 9112 framing;
 //! - [`path`]: request targets to safe, normalised paths under the root;
-//! - [`fs`]: the document root behind a trait, and its `std::fs` implementation;
+//! - [`docroot`]: the document root behind a trait (files are abstract bodies), and an
+//!   in-memory one for tests and fuzzing;
 //! - [`response`]: validators, conditionals, ranges, MIME, listings, log lines;
 //! - [`session`]: the per-connection state machine.
 
-pub mod fs;
+pub mod docroot;
 pub mod parse;
 pub mod path;
 pub mod response;
 pub mod session;
 
-pub use fs::{Docroot, FsDocroot};
+pub use docroot::{Docroot, MemDocroot};
 pub use session::{Config, HttpSession};

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::fs::{ListEntry, Meta};
+use super::docroot::{ListEntry, Meta};
 use super::path::encode_segment;
 
 /// The reason phrase sent with each status the server produces.
@@ -128,14 +128,13 @@ pub fn content_type(name: &str) -> (&'static str, &'static str) {
     (mime, if texty { "; charset=utf-8" } else { "" })
 }
 
-/// Appends the current IMF-fixdate (`Wed, 25 Nov 2026 03:31:56 GMT`), formatted at most
+/// Appends `now` as an IMF-fixdate (`Wed, 25 Nov 2026 03:31:56 GMT`), formatted at most
 /// once a second per thread.
-pub fn push_date(out: &mut Vec<u8>) {
+pub fn push_date(out: &mut Vec<u8>, now: SystemTime) {
     use std::cell::RefCell;
     thread_local! {
         static NOW: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
     }
-    let now = SystemTime::now();
     let secs = unix_secs(now);
     NOW.with_borrow_mut(|(at, text)| {
         if *at != secs {
@@ -738,14 +737,17 @@ mod tests {
     }
 
     #[test]
-    fn dates_are_imf_fixdates_of_now() {
+    fn dates_are_imf_fixdates_of_the_given_time() {
         let mut v = b"x".to_vec();
-        push_date(&mut v);
-        push_date(&mut v);
+        let t = UNIX_EPOCH + Duration::from_secs(1_764_046_316);
+        push_date(&mut v, t);
+        push_date(&mut v, t + Duration::from_millis(10));
         assert_eq!(v.len(), 1 + 2 * 29);
         let first = std::str::from_utf8(&v[1..30]).unwrap();
-        let t = httpdate::parse_http_date(first).unwrap();
-        let age = SystemTime::now().duration_since(t).unwrap();
-        assert!(age < Duration::from_secs(5), "{first}");
+        assert_eq!(first, "Tue, 25 Nov 2025 04:51:56 GMT");
+        assert_eq!(httpdate::parse_http_date(first).unwrap(), t);
+        // The next second is formatted anew, not served from the per-thread cache.
+        push_date(&mut v, t + Duration::from_secs(1));
+        assert_eq!(&v[59..], b"Tue, 25 Nov 2025 04:51:57 GMT");
     }
 }

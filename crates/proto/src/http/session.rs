@@ -17,21 +17,19 @@
 //! discarding of unread input after we shut our side down.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::Write as _;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::fs::{Docroot, OpenError, Opened};
+use super::docroot::{Body, Docroot, OpenError, Opened};
 use super::parse::{ChunkedBody, Framing, Head, HeadError, HeadLimits, parse_head};
 use super::path::{PathError, SafePath, resolve_target};
 use super::response::{
     self, Conditions, ETag, Precondition, RangePlan, content_type, evaluate, if_range_allows,
     is_known_method, plan_ranges, reason,
 };
-use crate::session::{Action, Peer, Session};
+use crate::session::{Action, Peer, Session, Wall};
 use crate::spare;
 
 /// Bodies up to this size are read into the output buffer, so head and body leave in one
@@ -86,7 +84,7 @@ enum Out {
         pos: usize,
     },
     File {
-        file: Arc<File>,
+        file: Arc<dyn Body>,
         offset: u64,
         left: u64,
     },
@@ -135,6 +133,8 @@ pub struct HttpSession {
     deadline: Option<Instant>,
     /// The instant of the latest event (the core's only clock).
     now: Instant,
+    /// Calendar time for `Date` headers and log lines, from the instant.
+    wall: Wall,
     /// The head of a request whose body is being read, answered once the body is in.
     held_head: Vec<u8>,
     /// Output bytes queued and written since the connection began: a response's place in
@@ -168,7 +168,13 @@ struct Reply<'h> {
 }
 
 impl HttpSession {
-    pub fn new(cfg: Arc<Config>, root: Arc<dyn Docroot>, peer: &str, now: Instant) -> HttpSession {
+    pub fn new(
+        cfg: Arc<Config>,
+        root: Arc<dyn Docroot>,
+        peer: &str,
+        now: Instant,
+        wall: Wall,
+    ) -> HttpSession {
         let deadline = Some(now + cfg.header_timeout);
         HttpSession {
             cfg,
@@ -185,6 +191,7 @@ impl HttpSession {
             mid_request: false,
             deadline,
             now,
+            wall,
             held_head: Vec::new(),
             queued: 0,
             sent: 0,
@@ -222,7 +229,7 @@ impl HttpSession {
         self.bytes(b.len()).extend_from_slice(b);
     }
 
-    fn push_file(&mut self, file: &Arc<File>, offset: u64, len: u64) {
+    fn push_file(&mut self, file: &Arc<dyn Body>, offset: u64, len: u64) {
         self.queued += len;
         if len > 0 {
             self.out.push_back(Out::File {
@@ -264,7 +271,7 @@ impl HttpSession {
         }
         let line = response::ClfLine::new(
             &self.peer_host,
-            SystemTime::now(),
+            self.wall.time_at(self.now),
             line,
             status,
             referer,
@@ -309,9 +316,10 @@ impl HttpSession {
     ) {
         let minor = r.head.map_or(1, |h| h.minor);
         let send_body = !r.is_head && status != 304;
+        let wall = self.wall.time_at(self.now);
         let buf = self.bytes(HEAD_ROOM + body.len());
         let start = buf.len();
-        start_head(buf, status, r.keep_alive, minor);
+        start_head(buf, status, r.keep_alive, minor, wall);
         extra(buf);
         if status != 304 {
             buf.extend_from_slice(b"Content-Type: ");
@@ -494,7 +502,7 @@ impl HttpSession {
     /// Answers with `opened`. False, with nothing queued, when a small body did not have the
     /// length the metadata said (the file changed after it was looked at).
     fn file(&mut self, r: &Reply<'_>, head: &Head<'_>, opened: Opened, name: &str) -> bool {
-        let Opened { file, meta } = opened;
+        let Opened { body: file, meta } = opened;
         let tag = ETag::of(&meta);
         let (modified_secs, _) = meta.mtime();
         let validators = |b: &mut Vec<u8>| {
@@ -590,7 +598,7 @@ impl HttpSession {
         r: &Reply<'_>,
         status: u16,
         extra: &dyn Fn(&mut Vec<u8>),
-        file: &Arc<File>,
+        file: &Arc<dyn Body>,
         file_len: u64,
         pieces: &[(u64, u64)],
         multipart: Option<(&[String], &str)>,
@@ -603,15 +611,16 @@ impl HttpSession {
         let minor = r.head.map_or(1, |h| h.minor);
         let inline = !r.is_head && body_len <= SMALL_BODY;
         let room = HEAD_ROOM + if inline { body_len as usize } else { 0 };
+        let wall = self.wall.time_at(self.now);
         let buf = self.bytes(room);
         let start = buf.len();
-        start_head(buf, status, r.keep_alive, minor);
+        start_head(buf, status, r.keep_alive, minor, wall);
         extra(buf);
         let _ = write!(
             buf,
             "Accept-Ranges: bytes\r\nContent-Length: {body_len}\r\n\r\n"
         );
-        if inline && !read_pieces(buf, file, file_len, pieces, multipart) {
+        if inline && !read_pieces(buf, &**file, file_len, pieces, multipart) {
             // The file changed under us: take the head back.
             buf.truncate(start);
             return false;
@@ -643,13 +652,13 @@ impl HttpSession {
 const HEAD_ROOM: usize = 512;
 
 /// Writes a status line and the headers every response has.
-fn start_head(h: &mut Vec<u8>, status: u16, keep_alive: bool, minor: u8) {
+fn start_head(h: &mut Vec<u8>, status: u16, keep_alive: bool, minor: u8, wall: SystemTime) {
     let _ = write!(
         h,
         "HTTP/1.1 {status} {}\r\nServer: plumb\r\nDate: ",
         reason(status)
     );
-    response::push_date(h);
+    response::push_date(h, wall);
     h.extend_from_slice(b"\r\n");
     if !keep_alive {
         h.extend_from_slice(b"Connection: close\r\n");
@@ -664,7 +673,7 @@ fn start_head(h: &mut Vec<u8>, status: u16, keep_alive: bool, minor: u8) {
 /// length or validators of another version of the file.
 fn read_pieces(
     buf: &mut Vec<u8>,
-    file: &File,
+    file: &dyn Body,
     file_len: u64,
     pieces: &[(u64, u64)],
     multipart: Option<(&[String], &str)>,
@@ -983,7 +992,7 @@ impl HttpSession {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{FsDocroot, fs};
+    use crate::http::docroot::{self as fs, MemBody, MemDocroot};
 
     /// What the driver saw, in order.
     #[derive(Debug, PartialEq, Eq)]
@@ -998,22 +1007,31 @@ mod tests {
     }
 
     struct Fixture {
-        _dir: tempfile::TempDir,
         root: Arc<dyn Docroot>,
         big: Vec<u8>,
     }
 
-    fn fixture() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
+    fn mem_root() -> (MemDocroot, Vec<u8>) {
         let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::write(dir.path().join("big.bin"), &big).unwrap();
-        let root = Arc::new(FsDocroot::new(dir.path(), false).unwrap());
+        let root = MemDocroot::new()
+            .file("a.txt", b"hello")
+            .file("big.bin", &big);
+        (root, big)
+    }
+
+    fn fixture() -> Fixture {
+        let (root, big) = mem_root();
         Fixture {
-            _dir: dir,
-            root,
+            root: Arc::new(root),
             big,
         }
+    }
+
+    fn wall() -> Wall {
+        Wall::new(
+            Instant::now(),
+            std::time::UNIX_EPOCH + Duration::from_secs(1_764_000_000),
+        )
     }
 
     fn session(f: &Fixture, cfg: Config) -> HttpSession {
@@ -1022,6 +1040,7 @@ mod tests {
             Arc::clone(&f.root),
             "127.0.0.1:4000",
             Instant::now(),
+            wall(),
         )
     }
 
@@ -1299,10 +1318,7 @@ mod tests {
 
     #[test]
     fn a_body_is_read_only_at_the_length_it_is_labelled_with() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"0123456789").unwrap();
-        let file = File::open(&p).unwrap();
+        let file = MemBody::new(b"0123456789");
         let read = |file_len: u64, pieces: &[(u64, u64)]| {
             let mut buf = b"head".to_vec();
             let ok = read_pieces(&mut buf, &file, file_len, pieces, None);
@@ -1315,7 +1331,7 @@ mod tests {
         assert!(!read(8, &[(6, 2)]).0, "grew, seen by the last range");
         assert!(!read(12, &[(0, 12)]).0, "shrank");
         assert!(!read(0, &[(0, 0)]).0, "an empty file that grew");
-        std::fs::write(&p, b"").unwrap();
+        file.rewrite(b"");
         assert_eq!(read(0, &[(0, 0)]), (true, b"head".to_vec()));
     }
 
@@ -1325,7 +1341,11 @@ mod tests {
         let logs = |s: &mut HttpSession| std::iter::from_fn(|| s.take_log()).collect::<Vec<_>>();
         // Not logged while the answer is still going out; cut short, the part that went.
         let mut s = session(&f, Config::default());
-        s.feed(Peer::Client, b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n", Instant::now());
+        s.feed(
+            Peer::Client,
+            b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n",
+            Instant::now(),
+        );
         let Action::Write(_, head) = s.next_action() else {
             panic!("a head first")
         };
@@ -1373,7 +1393,7 @@ mod tests {
 
     /// A docroot whose first answer describes the file as it was before an edit.
     struct StaleOnce {
-        inner: FsDocroot,
+        inner: MemDocroot,
         stale: std::sync::Mutex<Option<u64>>,
     }
 
@@ -1392,13 +1412,18 @@ mod tests {
 
     #[test]
     fn a_file_that_changed_after_its_metadata_is_opened_again() {
-        let f = fixture();
         for (stale, want) in [(3, "hello"), (8, "hello")] {
             let root = StaleOnce {
-                inner: FsDocroot::new(f._dir.path(), false).unwrap(),
+                inner: mem_root().0,
                 stale: std::sync::Mutex::new(Some(stale)),
             };
-            let mut s = HttpSession::new(Arc::new(Config::default()), Arc::new(root), "-", Instant::now());
+            let mut s = HttpSession::new(
+                Arc::new(Config::default()),
+                Arc::new(root),
+                "-",
+                Instant::now(),
+                wall(),
+            );
             s.feed(Peer::Client, GET_A, Instant::now());
             let all = text(&run(&mut s));
             assert!(all.starts_with("HTTP/1.1 200 "), "{all}");

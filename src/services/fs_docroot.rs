@@ -1,123 +1,71 @@
-//! The document root as the HTTP core sees it: a small trait ([`Docroot`]) so the core can be
-//! tested and fuzzed, and [`FsDocroot`], the real one on `std::fs`.
+//! The document root on the real filesystem ([`FsDocroot`], behind the core's
+//! [`Docroot`] trait): files open as [`FileBody`]s the driver can `sendfile`.
 //!
 //! [`FsDocroot`] enforces the symlink rule: every path is canonicalised and must stay under
 //! the canonical root unless `follow_symlinks` is set. (The names it is given were already
-//! normalised by [`super::path`], so `..` never reaches it.)
+//! normalised by `plumb_proto::http::path`, so `..` never reaches it.)
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
-/// What the core needs to know about a file or directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Meta {
-    pub is_dir: bool,
-    pub len: u64,
-    pub inode: u64,
-    pub modified: SystemTime,
+use plumb_proto::http::docroot::{Body, Docroot, ListEntry, Meta, OpenError, Opened};
+
+/// A file as a response body: positioned reads, and its descriptor for `sendfile`.
+#[derive(Debug)]
+pub struct FileBody {
+    file: File,
 }
 
-impl Meta {
-    pub fn from_std(m: &std::fs::Metadata) -> Meta {
-        Meta {
-            is_dir: m.is_dir(),
-            len: m.len(),
-            inode: m.ino(),
-            modified: m.modified().unwrap_or(UNIX_EPOCH),
-        }
+impl FileBody {
+    pub fn new(file: File) -> FileBody {
+        FileBody { file }
     }
 
-    /// Seconds and nanoseconds since the epoch (0 for times before it).
-    pub fn mtime(&self) -> (u64, u32) {
-        let d = self
-            .modified
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
-        (d.as_secs(), d.subsec_nanos())
+    /// The open file (the cache revalidates it with `fstat`).
+    pub fn file(&self) -> &File {
+        &self.file
     }
 }
 
-/// A file is a body the driver can `sendfile` from.
-impl crate::session::Body for File {
+impl Body for FileBody {
     fn len(&self) -> u64 {
-        self.metadata().map_or(0, |m| m.len())
+        self.file.metadata().map_or(0, |m| m.len())
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        std::os::unix::fs::FileExt::read_at(self, buf, offset)
+        std::os::unix::fs::FileExt::read_at(&self.file, buf, offset)
     }
 
     fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        Some(std::os::fd::AsFd::as_fd(self))
+        Some(self.file.as_fd())
     }
 }
 
-/// An opened file or directory. Shared, so a docroot may hand out one descriptor to many
-/// requests (an open-file cache); it is read with positioned reads only.
-#[derive(Debug)]
-pub struct Opened {
-    pub file: Arc<File>,
-    pub meta: Meta,
-}
-
-/// One directory entry for a listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListEntry {
-    /// The file name as it is on disk: bytes, not always UTF-8.
-    pub name: Vec<u8>,
-    pub meta: Meta,
-}
-
-impl ListEntry {
-    /// The name to show: invalid UTF-8 replaced by U+FFFD (the link keeps the real bytes).
-    pub fn display_name(&self) -> std::borrow::Cow<'_, str> {
-        String::from_utf8_lossy(&self.name)
+/// The core's metadata of a file.
+pub fn meta_of(m: &std::fs::Metadata) -> Meta {
+    Meta {
+        is_dir: m.is_dir(),
+        len: m.len(),
+        inode: m.ino(),
+        modified: m.modified().unwrap_or(UNIX_EPOCH),
     }
 }
 
-/// Why a path cannot be served.
-#[derive(Debug)]
-pub enum OpenError {
-    NotFound,
-    /// It exists but may not be served (a symlink out of the root, no permission).
-    Forbidden,
-    Other(io::Error),
-}
-
-impl From<io::Error> for OpenError {
-    fn from(e: io::Error) -> Self {
-        match e.kind() {
-            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => OpenError::NotFound,
-            io::ErrorKind::PermissionDenied => OpenError::Forbidden,
-            _ if e.raw_os_error() == Some(libc::ELOOP) => OpenError::Forbidden,
-            // Opening a socket: not a file to serve, like a FIFO (a 403, not a 500).
-            _ if e.raw_os_error() == Some(libc::ENXIO) => OpenError::Forbidden,
-            _ if e.raw_os_error() == Some(libc::ENAMETOOLONG) => OpenError::NotFound,
-            _ => OpenError::Other(e),
-        }
+/// What the filesystem's errors mean for a request; errno cases beyond the error kinds first.
+fn open_error(e: io::Error) -> OpenError {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) => OpenError::Forbidden,
+        // Opening a socket: not a file to serve, like a FIFO (a 403, not a 500).
+        Some(libc::ENXIO) => OpenError::Forbidden,
+        Some(libc::ENAMETOOLONG) => OpenError::NotFound,
+        _ => OpenError::from(e),
     }
-}
-
-/// The files an HTTP session may serve. `rel` is always a normalised relative path
-/// (`a/b.txt`, empty for the root) with no `.` or `..` segments.
-pub trait Docroot: Send + Sync {
-    /// Opens the file or directory at `rel`.
-    ///
-    /// # Errors
-    /// [`OpenError::NotFound`], [`OpenError::Forbidden`] or an I/O error.
-    fn open(&self, rel: &Path) -> Result<Opened, OpenError>;
-
-    /// The entries of the directory at `rel`, unsorted; dotfiles only when `hidden`. Only
-    /// what [`Docroot::open`] would serve: regular files and directories.
-    ///
-    /// # Errors
-    /// As for [`Docroot::open`].
-    fn list(&self, rel: &Path, hidden: bool) -> Result<Vec<ListEntry>, OpenError>;
 }
 
 /// A directory on the real filesystem.
@@ -158,7 +106,7 @@ impl FsDocroot {
         if self.follow_symlinks {
             return Ok(joined);
         }
-        let real = std::fs::canonicalize(&joined)?;
+        let real = std::fs::canonicalize(&joined).map_err(open_error)?;
         if real.starts_with(&self.root) {
             Ok(real)
         } else {
@@ -167,29 +115,39 @@ impl FsDocroot {
     }
 }
 
-impl Docroot for FsDocroot {
-    fn open(&self, rel: &Path) -> Result<Opened, OpenError> {
+impl FsDocroot {
+    /// Opens the file or directory at `rel` as a body and its metadata (the open-file cache
+    /// keeps the body to revalidate its descriptor).
+    ///
+    /// # Errors
+    /// As for [`Docroot::open`].
+    pub fn open_body(&self, rel: &Path) -> Result<(Arc<FileBody>, Meta), OpenError> {
         let path = self.real_path(rel)?;
         // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
         let file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
-            .open(&path)?;
-        let m = file.metadata()?;
+            .open(&path)
+            .map_err(open_error)?;
+        let m = file.metadata().map_err(open_error)?;
         if !m.is_dir() && !m.is_file() {
             // FIFOs, sockets, devices: reading them could block a worker forever.
             return Err(OpenError::Forbidden);
         }
-        Ok(Opened {
-            file: Arc::new(file),
-            meta: Meta::from_std(&m),
-        })
+        Ok((Arc::new(FileBody::new(file)), meta_of(&m)))
+    }
+}
+
+impl Docroot for FsDocroot {
+    fn open(&self, rel: &Path) -> Result<Opened, OpenError> {
+        let (body, meta) = self.open_body(rel)?;
+        Ok(Opened { body, meta })
     }
 
     fn list(&self, rel: &Path, hidden: bool) -> Result<Vec<ListEntry>, OpenError> {
         let dir = self.real_path(rel)?;
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir)? {
+        for entry in std::fs::read_dir(&dir).map_err(open_error)? {
             let Ok(entry) = entry else { continue };
             // Any bytes: a name that is not UTF-8 is linked percent-encoded and fetches.
             let name = entry.file_name().into_vec();
@@ -213,7 +171,7 @@ impl Docroot for FsDocroot {
             }
             out.push(ListEntry {
                 name,
-                meta: Meta::from_std(&meta),
+                meta: meta_of(&meta),
             });
         }
         Ok(out)
