@@ -5,8 +5,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use plumb_proto::http::Config;
 use plumb_proto::http::parse::HeadLimits;
-use plumb_proto::http::{Config, FsDocroot};
+
+use crate::services::fs_docroot::FsDocroot;
 use plumb_proto::relay::OnConnectFailure;
 
 use crate::net::Addr;

@@ -1,14 +1,16 @@
 //! End-to-end tests of `plumb bench`: against a real `plumb echo` (counts, pipelining, UNIX
 //! sockets, --rate), against small misbehaving HTTP servers written here (500s, early closes,
-//! silence), the --json document, and the one-line errors for bad targets and options.
+//! silence), the --json document, the one-line errors for bad targets and options, exit
+//! statuses (nothing answered, --fail-on-errors) and SIGINT mid-run.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -16,13 +18,24 @@ use common::{Server, run_plumb};
 use serde_json::Value;
 
 fn bench_json(args: &[&str]) -> Value {
+    let (code, v, err) = bench_json_status(args);
+    assert_eq!(code, 0, "plumb bench {args:?} failed: {err}");
+    v
+}
+
+/// Runs `plumb bench ARGS --json`: (exit code, the JSON on stdout, stderr).
+fn bench_json_status(args: &[&str]) -> (i32, Value, String) {
     let mut full = vec!["bench"];
     full.extend_from_slice(args);
     full.push("--json");
     let (code, out, err) = run_plumb(&full, b"");
-    assert_eq!(code, 0, "plumb {full:?} failed: {err}");
-    serde_json::from_slice(&out)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out)))
+    let v = serde_json::from_slice(&out).unwrap_or_else(|e| {
+        panic!(
+            "plumb {full:?} (exit {code}, {err}) printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out)
+        )
+    });
+    (code, v, err)
 }
 
 fn errors(v: &Value) -> BTreeMap<String, u64> {
@@ -52,6 +65,8 @@ fn counts_exactly_the_requests_asked_for_against_plumb_echo() {
         (&["-c", "3", "-t", "2", "--size", "1000"][..], 301),
         (&["-c", "2", "--pipeline", "8"][..], 403),
         (&["-c", "2", "--close"][..], 50),
+        // Sizes read as everywhere else (this was a usage error).
+        (&["-c", "2", "--size", "1KiB"][..], 40),
     ] {
         let n_s = n.to_string();
         let mut args = vec![target.as_str(), "-n", &n_s];
@@ -60,7 +75,13 @@ fn counts_exactly_the_requests_asked_for_against_plumb_echo() {
         assert_eq!(v["requests"], n, "{args:?}: {v}");
         assert_eq!(v["status"]["echo"], n, "{args:?}");
         assert_no_errors(&v);
-        let size: u64 = if extra.contains(&"1000") { 1000 } else { 64 };
+        let size: u64 = if extra.contains(&"1000") {
+            1000
+        } else if extra.contains(&"1KiB") {
+            1024
+        } else {
+            64
+        };
         assert_eq!(v["bytes"], n * size, "{args:?}");
     }
     server.stop();
@@ -283,19 +304,195 @@ fn counts_connections_closed_mid_response() {
 }
 
 #[test]
-fn counts_timeouts_against_a_silent_server() {
+fn counts_timeouts_against_a_silent_server_and_exits_1_with_no_latency() {
     let server = TestHttp::start(Behaviour::Silent);
-    let v = bench_json(&[
-        &format!("http://{}/", server.addr),
-        "-d",
-        "1",
-        "-c",
-        "2",
-        "--timeout",
-        "200ms",
-    ]);
+    let target = format!("http://{}/", server.addr);
+    let (code, v, err) = bench_json_status(&[&target, "-d", "1", "-c", "2", "--timeout", "200ms"]);
     assert_eq!(v["requests"], 0);
     assert!(errors(&v)["timeout"] >= 4, "{v}");
+    // Nothing answered: no latency was measured, so none is reported (not 0.0, the best
+    // value there is), and the run is a failure.
+    for key in ["p50", "p90", "p99", "p999", "max", "mean"] {
+        assert!(v["latency_us"][key].is_null(), "latency_us.{key}: {v}");
+    }
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("answered none of the requests"), "{err}");
+    let (code, out, err) = run_plumb(
+        &[
+            "bench",
+            &target,
+            "-d",
+            "0.5",
+            "-c",
+            "1",
+            "--timeout",
+            "200ms",
+        ],
+        b"",
+    );
+    assert_eq!(code, 1, "{err}");
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("p50 -  p90 -  p99 -  p99.9 -  max -"), "{out}");
+    assert!(!out.contains("0.0 us"), "{out}");
+}
+
+#[test]
+fn echo_bench_of_an_http_server_says_it_is_not_an_echo_server() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("index.html"), "hello\n").unwrap();
+    let server = Server::start(&[
+        "serve",
+        root.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "-q",
+    ]);
+    let (code, out, err) = run_plumb(
+        &[
+            "bench",
+            &format!("echo://{}", server.addr()),
+            "-d",
+            "1",
+            "-c",
+            "2",
+        ],
+        b"",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is not an echo server"), "{err}");
+    assert!(err.contains("HTTP"), "{err}");
+    server.stop();
+}
+
+#[test]
+fn fail_on_errors_makes_any_error_exit_1() {
+    let server = TestHttp::start(Behaviour::AlwaysError);
+    let target = format!("http://{}/", server.addr);
+    // Answered (with 500s): a measurement, exit 0 by default...
+    let (code, _, err) = run_plumb(&["bench", &target, "-n", "10", "-c", "1"], b"");
+    assert_eq!(code, 0, "{err}");
+    // ...and a failure for CI with --fail-on-errors, still with the report on stdout.
+    let (code, out, err) = run_plumb(
+        &["bench", &target, "-n", "10", "-c", "1", "--fail-on-errors"],
+        b"",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("10 status"), "{err}");
+    assert!(String::from_utf8(out).unwrap().contains("500: 10"));
+    // A clean run passes with the flag.
+    let echo = echo_server();
+    let (code, _, err) = run_plumb(
+        &[
+            "bench",
+            &format!("echo://{}", echo.addr()),
+            "-n",
+            "50",
+            "-c",
+            "2",
+            "--fail-on-errors",
+        ],
+        b"",
+    );
+    assert_eq!(code, 0, "{err}");
+    echo.stop();
+}
+
+/// An echo server in this process (threads only) that counts the bytes it echoed, so a test
+/// can wait until a bench has really been measuring.
+fn counting_echo_server() -> (String, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let echoed = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&echoed);
+    // The acceptor stays blocked in accept when the test ends; the process exit ends it.
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let count = Arc::clone(&count);
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if conn.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                            count.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, echoed)
+}
+
+#[test]
+fn sigint_stops_the_run_and_prints_what_was_measured() {
+    let (addr, echoed) = counting_echo_server();
+    // A minute-long run; the test stops it with SIGINT long before.
+    let mut child = Command::new(common::PLUMB)
+        .args([
+            "bench",
+            &format!("echo://{addr}"),
+            "-d",
+            "60",
+            "-c",
+            "2",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn plumb bench");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    // Past the pre-flight message: 500 echoed 64-byte messages mean the run is measuring.
+    let measuring = common::wait_until(common::DEADLINE, || {
+        echoed.load(Ordering::Relaxed) >= 500 * 64
+    });
+    if !measuring {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("bench never got going");
+    }
+    plumb_sys::kill(child.id() as i32, plumb_sys::signal::SIGINT).expect("SIGINT");
+    let mut status = None;
+    common::wait_until(common::DEADLINE, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("bench did not stop on SIGINT");
+    };
+    let out = reader.join().unwrap();
+    let err = err_reader.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}: {err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let v: Value = serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("no report after SIGINT ({e}): {err}"));
+    assert!(v["requests"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["latency_us"]["p50"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["duration_s"].as_f64().unwrap() < 60.0, "{v}");
+    assert_no_errors(&v);
 }
 
 #[test]
@@ -353,6 +550,9 @@ fn bad_options_exit_2_with_one_line() {
         &["bench", "http://127.0.0.1:1/", "--close", "--pipeline", "4"],
         &["bench", "http://127.0.0.1:1/", "-H", "no colon"],
         &["bench", "echo://127.0.0.1:1", "--size", "0"],
+        &["bench", "echo://127.0.0.1:1", "--size", "1x"],
+        &["bench", "echo://127.0.0.1:1", "--size", "1.5K"],
+        &["bench", "echo://127.0.0.1:1", "--size", "1TiB"],
         &["bench", "http://127.0.0.1:1/", "-t", "4", "-c", "2"],
     ] {
         let (code, _, err) = run_plumb(args, b"");

@@ -93,6 +93,7 @@ fn compares_two_models_and_writes_table_json_csv_and_svg() {
 fn bad_compare_options_exit_2() {
     for args in [
         &["compare", "--models", "nosuch"][..],
+        &["compare", "--service", "echo", "--size", "1x"],
         &["compare", "--rounds", "0", "--service", "echo"],
         &["compare", "--service", "echo", "-d", "never"],
         &[
@@ -107,5 +108,120 @@ fn bad_compare_options_exit_2() {
     ] {
         let (code, _, err) = run_plumb(args, b"");
         assert_eq!(code, 2, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_model_that_answered_nothing_shows_no_latency_and_a_no_answers_mark() {
+    // An iterative echo server held by the first of two idle clients answers none of the
+    // measured connections; the event model answers all of them.
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("results");
+    let dir_s = dir.display().to_string();
+    let (code, stdout, stderr) = run_plumb(
+        &[
+            "compare",
+            "--service",
+            "echo",
+            "--scenario",
+            "idle",
+            "--idle",
+            "2",
+            "--models",
+            "iterative,event",
+            "-c",
+            "2",
+            "-d",
+            "0.5",
+            "--warmup",
+            "0",
+            "--timeout",
+            "0.3",
+            "--rounds",
+            "1",
+            "--size",
+            "1KiB",
+            "--out",
+            &dir_s,
+        ],
+        b"",
+    );
+    assert_eq!(code, 0, "compare failed: {stderr}");
+    let table = String::from_utf8(stdout).unwrap();
+    let row = |model: &str| -> Vec<String> {
+        table
+            .lines()
+            .find(|l| l.starts_with(model))
+            .unwrap_or_else(|| panic!("no row for {model}: {table}"))
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    // model req/s ratio MB/s p50 p99 ...: '-' where nothing was measured, never 0.0 us.
+    let iterative = row("iterative");
+    assert_eq!(iterative[4], "-", "{table}");
+    assert_eq!(iterative[5], "-", "{table}");
+    assert!(!table.contains("0.0 us"), "{table}");
+    assert_ne!(row("event")[4], "-", "{table}");
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["message_size"], 1024);
+    let summary = &json["summary"];
+    assert_eq!(summary[0]["model"], "iterative");
+    assert!(summary[0]["p50_us"].is_null(), "{}", summary[0]);
+    assert!(summary[0]["p99_us"].is_null(), "{}", summary[0]);
+    assert_eq!(summary[0]["starved"], 2);
+    assert!(summary[1]["p99_us"].as_f64().unwrap() > 0.0);
+    let runs = json["runs"].as_array().unwrap();
+    let it = runs.iter().find(|r| r["model"] == "iterative").unwrap();
+    assert!(it["report"]["latency_us"]["p99"].is_null(), "{it}");
+
+    let svg = std::fs::read_to_string(dir.join("chart.svg")).unwrap();
+    assert!(!svg.contains("opacity"), "opacity in the chart");
+    // Starvation is the headline (the first text after the title), and the model without
+    // latency has its mark.
+    let texts: Vec<&str> = svg
+        .split("<text")
+        .skip(1)
+        .map(|t| {
+            let body = t.split_once('>').map_or("", |x| x.1);
+            body.split("</text>").next().unwrap_or_default().trim()
+        })
+        .collect();
+    assert!(texts[1].starts_with("STARVED"), "{:?}", &texts[..3]);
+    assert!(texts[1].contains("iterative 2/2"), "{}", texts[1]);
+    assert!(
+        texts.windows(2).any(|w| w == ["no", "answers"]),
+        "{texts:?}"
+    );
+}
+
+#[test]
+fn models_help_names_no_option_compare_lacks() {
+    let (code, out, err) = run_plumb(&["compare", "--help"], b"");
+    assert_eq!(code, 0, "{err}");
+    let help = String::from_utf8(out).unwrap();
+    let models = help
+        .split("--models")
+        .nth(1)
+        .and_then(|s| s.split("\n  -").next())
+        .unwrap_or_else(|| panic!("no --models in {help}"));
+    for option in ["--workers", "--queue", "--max-connections", "--threads"] {
+        assert!(
+            !models.contains(option),
+            "--models help mentions {option}:{models}"
+        );
+    }
+    for model in [
+        "iterative",
+        "fork-wait",
+        "fork",
+        "thread",
+        "pool",
+        "prefork",
+        "event",
+    ] {
+        assert!(models.contains(model), "{model} missing:{models}");
     }
 }

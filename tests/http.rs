@@ -464,12 +464,286 @@ fn drain_closes_idle_connections(model: Model) {
     assert!(status.success(), "{ctx}: {status}");
 }
 
+/// An edit in place within `--file-cache-valid` is served as it is now: the bug was the old
+/// length, ETag and Last-Modified over the new bytes (`v2 this ` under `Content-Length: 8`),
+/// and a 500 after a shrink.
+fn edits_in_place_are_never_served_torn(model: Model) {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("e.txt");
+    std::fs::write(&file, b"v1 short").unwrap();
+    // A period far longer than the test: only a check of the descriptor can see the edits.
+    let server = start_serve(model, root.path(), &["--file-cache-valid", "3600", "-q"]);
+    let ctx = format!("model {model}");
+    let mut tags = Vec::new();
+    for content in [&b"v1 short"[..], b"v2 this is longer", b"v3"] {
+        std::fs::write(&file, content).unwrap();
+        // On a fresh connection, then twice on one kept-alive connection (a cache hit in
+        // the worker that serves it, whatever the model). One connection at a time, for the
+        // iterative models.
+        let mut c = Client::new(server.addr());
+        c.send(&[get("/e.txt", ""), get("/e.txt", "Connection: close\r\n")].concat());
+        let (second, third) = (c.response(false), c.response(false));
+        drop(c);
+        for r in [fetch(server.addr(), &get("/e.txt", "")), second, third] {
+            assert_eq!(r.status, 200, "{ctx}: {content:?}");
+            assert_eq!(r.body, content, "{ctx}");
+            let len = content.len().to_string();
+            assert_eq!(r.header("content-length"), Some(&len[..]), "{ctx}");
+            tags.push(r.header("etag").unwrap().to_string());
+        }
+        // A validator from before the edit does not match what is there now.
+        if tags.len() > 3 {
+            let old = &tags[tags.len() - 4];
+            let r = fetch(
+                server.addr(),
+                &get("/e.txt", &format!("If-None-Match: {old}\r\n")),
+            );
+            assert_eq!((r.status, &r.body[..]), (200, content), "{ctx}");
+        }
+    }
+    assert!(tags[..3].iter().all(|t| *t == tags[0]), "{ctx}: {tags:?}");
+    assert!(tags[2] != tags[3] && tags[5] != tags[6], "{ctx}: {tags:?}");
+    server.stop();
+}
+
+/// The body bytes the access log gives for the request with `target`, once it is there.
+fn logged_bytes(server: &Server, target: &str) -> Option<u64> {
+    let key = format!("\"GET {target} HTTP/1.1\" 200 ");
+    let mut found = None;
+    wait_until(DEADLINE, || {
+        found = server.stderr().lines().find_map(|l| {
+            let rest = &l[l.find(&key)? + key.len()..];
+            let n = rest.split(' ').next()?;
+            Some(if n == "-" { 0 } else { n.parse().ok()? })
+        });
+        found.is_some()
+    });
+    found
+}
+
+/// Reads from `c` until more than `n` bytes came (head included).
+fn read_at_least(c: &mut Stream, n: usize) -> usize {
+    use std::io::Read;
+    let mut got = 0;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while got <= n {
+        let k = c.read(&mut chunk).expect("read the body");
+        assert!(k > 0, "EOF after {got} bytes");
+        got += k;
+    }
+    got
+}
+
+/// The access log gives the body bytes that went out: exactly the length when the transfer
+/// completes, less when the client goes away or the grace period cuts it. The bug: a download
+/// stopped at 13.8 MB of 50 was logged `200 50000000`.
+fn interrupted_downloads_log_what_went_out(model: Model) {
+    use std::io::Write;
+    const HUGE: u64 = 64 << 20;
+    let root = tempfile::tempdir().unwrap();
+    // Sparse: 64 MiB, far more than the socket buffers of both ends can hold.
+    let huge = std::fs::File::create(root.path().join("huge.bin")).unwrap();
+    huge.set_len(HUGE).unwrap();
+    std::fs::write(root.path().join("two_m.bin"), random_bytes(2 << 20, 3)).unwrap();
+    let mut server = start_serve(model, root.path(), &["--grace", "0.5"]);
+    let ctx = format!("model {model}");
+
+    // Complete: exact, for a body from memory and for one by sendfile.
+    let r = fetch(server.addr(), &get("/two_m.bin", ""));
+    assert_eq!(r.body.len(), 2 << 20, "{ctx}");
+    assert_eq!(logged_bytes(&server, "/two_m.bin"), Some(2 << 20), "{ctx}");
+    let r = fetch(
+        server.addr(),
+        &get("/two_m.bin?range", "Range: bytes=0-99\r\n"),
+    );
+    assert_eq!(r.body.len(), 100, "{ctx}");
+    let want = "\"GET /two_m.bin?range HTTP/1.1\" 206 100 ";
+    let logged = wait_until(DEADLINE, || server.stderr().contains(want));
+    assert!(logged, "{ctx}: {}", server.stderr());
+
+    // The client reads a little and goes away.
+    let mut c = connect(server.addr());
+    c.write_all(&get("/huge.bin?gone", "")).unwrap();
+    let read = read_at_least(&mut c, 1 << 20) as u64;
+    drop(c);
+    let n = logged_bytes(&server, "/huge.bin?gone").expect("logged");
+    assert!(
+        n < HUGE && n + 1024 >= read,
+        "{ctx}: logged {n}, client read {read}"
+    );
+
+    // A slow client when the server is stopped: the grace period ends the transfer.
+    let mut c = connect(server.addr());
+    c.write_all(&get("/huge.bin?stopped", "")).unwrap();
+    let read = read_at_least(&mut c, 1 << 20) as u64;
+    server.signal(plumb_sys::signal::SIGINT);
+    let status = server
+        .wait_exit(DEADLINE)
+        .expect("exits after the grace period");
+    assert!(status.success(), "{ctx}: {status}");
+    drop(c);
+    std::thread::sleep(std::time::Duration::from_millis(50)); // the reader threads' last lines
+    let n = logged_bytes(&server, "/huge.bin?stopped").expect("logged");
+    eprintln!("{ctx}: cut by the grace period at {n} of {HUGE} bytes, client read {read}");
+    assert!(
+        n < HUGE && n + 1024 >= read,
+        "{ctx}: logged {n}, client read {read}"
+    );
+}
+
+/// A root of awkward names: each regular file holds its own name; FIFOs and sockets beside
+/// them cannot be served. Returns the root and the files (relative paths, as bytes).
+fn awkward_root() -> (
+    tempfile::TempDir,
+    std::os::unix::net::UnixListener,
+    Vec<Vec<u8>>,
+) {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir(p.join(OsStr::from_bytes(b"d\xe9j\xe0 vu"))).unwrap();
+    let files: Vec<Vec<u8>> = [
+        &b"back\\slash.txt"[..],
+        b"caf\xe9 latin-1.txt",
+        b"100% sure?#.txt",
+        b"plain.txt",
+        b"d\xe9j\xe0 vu/inner\xff.bin",
+        b"d\xe9j\xe0 vu/x\\..\\y",
+    ]
+    .iter()
+    .map(|f| f.to_vec())
+    .collect();
+    for f in &files {
+        std::fs::write(p.join(OsStr::from_bytes(f)), f).unwrap();
+    }
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(p.join("a.fifo"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !fifo {
+        eprintln!("no mkfifo here: the FIFO case is not tested");
+    }
+    let sock = std::os::unix::net::UnixListener::bind(p.join("a.sock")).unwrap();
+    (dir, sock, files)
+}
+
+/// The links of an HTML listing (`../` left out).
+fn listed_links(html: &str) -> Vec<String> {
+    html.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|h| *h != "../")
+        .map(|h| h.trim_start_matches("./").to_string())
+        .collect()
+}
+
+/// Every link of every listing fetches (200, the file's own bytes), and every file is listed,
+/// whatever its name. The bugs: `back\slash.txt` was listed but answered 400, a FIFO was
+/// listed but answered 403, a name that is not UTF-8 was left out.
+fn every_listed_link_fetches(model: Model) {
+    let (root, _sock, files) = awkward_root();
+    let server = start_serve(model, root.path(), &["-q"]);
+    let addr = server.addr();
+    let ctx = format!("model {model}");
+    let mut fetched = Vec::new();
+    let mut dirs = vec![String::from("/")];
+    while let Some(dir) = dirs.pop() {
+        let r = fetch(addr, &get(&dir, ""));
+        assert_eq!(r.status, 200, "{ctx}: {dir}");
+        let html = r.text();
+        assert!(
+            !html.contains("a.fifo") && !html.contains("a.sock"),
+            "{ctx}: {html}"
+        );
+        let links = listed_links(&html);
+        // The JSON listing links the same names.
+        let r = fetch(addr, &get(&dir, "Accept: application/json\r\n"));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("valid JSON");
+        let hrefs: Vec<&str> = v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["href"].as_str().unwrap())
+            .collect();
+        assert_eq!(hrefs, links, "{ctx}: {dir}");
+        for link in links {
+            let url = format!("{dir}{link}");
+            if link.ends_with('/') {
+                dirs.push(url);
+                continue;
+            }
+            let r = fetch(addr, &get(&url, ""));
+            assert_eq!(r.status, 200, "{ctx}: {url}");
+            fetched.push(r.body);
+        }
+    }
+    fetched.sort();
+    let mut want = files.clone();
+    want.sort();
+    assert_eq!(
+        fetched, want,
+        "{ctx}: every file listed, each link its file"
+    );
+    server.stop();
+}
+
+/// `wget -r` mirrors a site of awkward names without one failed link (it exited 8 before).
+#[test]
+fn wget_mirrors_awkward_names() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    if std::process::Command::new("wget")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: no wget here");
+        return;
+    }
+    let (root, _sock, files) = awkward_root();
+    let server = Server::start(&[
+        "serve",
+        root.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "-q",
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("wget")
+        .args([
+            "-r",
+            "-np",
+            "-nH",
+            "-q",
+            "-e",
+            "robots=off",
+            "--tries=1",
+            "--timeout=20",
+        ])
+        .arg("--restrict-file-names=nocontrol")
+        .arg(format!("http://{}/", server.addr()))
+        .current_dir(out.path())
+        .status()
+        .expect("run wget");
+    assert!(status.success(), "wget -r: {status}");
+    for f in &files {
+        let got = std::fs::read(out.path().join(OsStr::from_bytes(f)))
+            .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(f)));
+        assert_eq!(&got, f);
+    }
+    server.stop();
+}
+
 macro_rules! per_model {
     ($($name:ident => $model:expr),* $(,)?) => {
         $(#[test] fn $name() {
             suite($model);
             timeouts($model);
             drain_closes_idle_connections($model);
+            edits_in_place_are_never_served_torn($model);
+            interrupted_downloads_log_what_went_out($model);
+            every_listed_link_fetches($model);
         })*
         /// The list above covers every model the binary has.
         #[test]
@@ -580,7 +854,8 @@ fn symlinks_quiet_and_access_log_file() {
     server.stop();
 }
 
-/// `serve --proxy`: a relay in front of a server; 502 when the upstream is down.
+/// `serve --proxy`: a relay in front of a server; 502 (with Date and Server) when the upstream
+/// is down, under every model.
 #[test]
 fn proxy_mode() {
     let root = make_root();
@@ -601,6 +876,8 @@ fn proxy_mode() {
         let r = fetch(proxy.addr(), &get("/big.bin", "Connection: close\r\n"));
         assert_eq!(sha256_hex(&r.body), sha256_hex(&root.big), "model {model}");
         proxy.stop();
+    }
+    for &model in Model::ALL {
         let proxy = Server::start(&[
             "serve",
             "--proxy",
@@ -612,6 +889,10 @@ fn proxy_mode() {
         ]);
         let r = fetch(proxy.addr(), &get("/", ""));
         assert_eq!(r.status, 502, "model {model}");
+        // Like every other answer (it had neither).
+        assert_eq!(r.header("server"), Some("plumb"), "model {model}");
+        let date = r.header("date").expect("a Date on the 502");
+        assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
         proxy.stop();
     }
     origin.stop();

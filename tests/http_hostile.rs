@@ -477,9 +477,10 @@ fn cases() -> Vec<Case> {
             BAD_TARGET,
         ),
         case(
+            // Names are bytes: a name that is not UTF-8 is looked up like any other.
             "invalid UTF-8",
             format!("GET /%ff%fe HTTP/1.1\r\n{h}\r\n"),
-            BAD_TARGET,
+            NOT_FOUND,
         ),
         case(
             "dotfile",

@@ -86,7 +86,7 @@ fn pinned_sized_selection_with_chart() {
         "--pin",
         "0,0",
         "--size",
-        "4KiB",
+        "4k",
         "--chunk",
         "16KiB",
         "--only",
@@ -114,6 +114,14 @@ fn pinned_sized_selection_with_chart() {
     assert!(
         svg.starts_with("<svg") && svg.contains("unix-dgram"),
         "{svg:.200}"
+    );
+    // Explicit colours: no viewer-dependent opacity anywhere.
+    assert!(!svg.contains("opacity"), "opacity in the ipc chart");
+    // It says where the chart went (on stderr: stdout is the JSON).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("plumb: wrote the chart to {}", chart.display())),
+        "{stderr}"
     );
 }
 
@@ -172,7 +180,7 @@ fn the_table_names_every_channel() {
 
 #[test]
 fn command_line_mistakes_are_one_line_and_exit_2() {
-    let cases: [&[&str]; 12] = [
+    let cases: [&[&str]; 14] = [
         &["--pin", "0"],
         &["--pin", "a,b"],
         &["--pin", "0,-1"],
@@ -181,6 +189,8 @@ fn command_line_mistakes_are_one_line_and_exit_2() {
         &["--size", "lots"],
         &["--size", "2MiB"],
         &["--chunk", "0"],
+        &["--chunk", "1.5K"],
+        &["--size", "4 KB s"],
         &["--only", "pipe,smoke-signals"],
         &["--runs", "0"],
         &["--run-time=-1"],

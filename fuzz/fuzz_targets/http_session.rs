@@ -1,32 +1,33 @@
 //! Fuzzes the HTTP session the way a driver runs it: the input is cut into reads of
 //! fuzzer-chosen sizes, unconsumed bytes are offered again, writes are short, and timeouts,
-//! drains and EOF arrive at fuzzer-chosen moments. The session must never panic, never
+//! drains and EOF arrive at fuzzer-chosen moments, on a virtual clock, over an in-memory
+//! document root. The session must never panic, never
 //! consume more than it was given, and always reach `Close` once the client is gone.
 #![no_main]
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use plumb_proto::http::{Config, Docroot, FsDocroot, HttpSession};
-use plumb_proto::{Action, Peer, Session};
+use plumb_proto::http::{Config, Docroot, HttpSession, MemDocroot};
+use plumb_proto::{Action, Peer, Session, Wall};
 
-/// A document root with a small file, a large one, an index, a listing and a dotfile,
-/// created once per fuzzing process.
+/// A document root in memory with a small file, a large one, an index, a listing and a
+/// dotfile: the fuzzer touches no filesystem.
 fn root() -> Arc<dyn Docroot> {
     static ROOT: OnceLock<Arc<dyn Docroot>> = OnceLock::new();
     Arc::clone(ROOT.get_or_init(|| {
-        let dir: PathBuf = std::env::temp_dir().join(format!("plumb-fuzz-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(dir.join("site"));
-        let _ = std::fs::create_dir_all(dir.join("list/sub dir"));
-        let _ = std::fs::write(dir.join("a.txt"), b"hello");
-        let _ = std::fs::write(dir.join("big.bin"), vec![7u8; 40_000]);
-        let _ = std::fs::write(dir.join("site/index.html"), b"<h1>x</h1>");
-        let _ = std::fs::write(dir.join("list/x <&> y.txt"), b"x");
-        let _ = std::fs::write(dir.join(".hidden"), b"h");
-        Arc::new(FsDocroot::new(&dir, false).expect("fuzz root"))
+        Arc::new(
+            MemDocroot::new()
+                .file("a.txt", b"hello")
+                .file("big.bin", &[7u8; 40_000])
+                .file("site/index.html", b"<h1>x</h1>")
+                .file("list/x <&> y.txt", b"x")
+                .file("list/sub dir/z", b"z")
+                .file(".hidden", b"h")
+                .forbidden("fifo"),
+        )
     }))
 }
 
@@ -64,7 +65,8 @@ fuzz_target!(|data: &[u8]| {
     };
     // A virtual clock: one base instant, advanced by the fuzzer's steps (never read again).
     let mut now = Instant::now();
-    let mut s = HttpSession::new(Arc::new(cfg), root(), "127.0.0.1:1", now);
+    let wall = Wall::new(now, std::time::UNIX_EPOCH + Duration::from_secs(1_764_000_000));
+    let mut s = HttpSession::new(Arc::new(cfg), root(), "127.0.0.1:1", now, wall);
     let write_limit = 1 + usize::from(knobs >> 3) * 97;
     let mut held: Vec<u8> = Vec::new();
     let mut rest = data;

@@ -1,6 +1,6 @@
 //! Fuzzes request-target resolution: whatever the target, the result is a list of plain
-//! names (never `.`, `..`, empty, or containing `/`, `\` or NUL), and its canonical URL
-//! resolves back to the same names.
+//! names (never `.`, `..`, empty, or containing `/` or NUL; any other bytes, as Linux names
+//! are), and its canonical URL resolves back to the same names.
 #![no_main]
 #![forbid(unsafe_code)]
 
@@ -18,13 +18,13 @@ fuzz_target!(|data: &[u8]| {
     };
     for seg in p.segments() {
         assert!(
-            !seg.is_empty() && seg != "." && seg != "..",
+            !seg.is_empty() && seg != b"." && seg != b"..",
             "{target:?} -> {seg:?}"
         );
-        assert!(!seg.contains(['/', '\\', '\0']), "{target:?} -> {seg:?}");
-        assert!(hidden || !seg.starts_with('.'), "{target:?} -> {seg:?}");
+        assert!(!seg.contains(&b'/') && !seg.contains(&0), "{target:?} -> {seg:?}");
+        assert!(hidden || !seg.starts_with(b"."), "{target:?} -> {seg:?}");
     }
-    assert!(!p.relative().starts_with('/'));
+    assert!(!p.relative().has_root());
     for dir in [false, true] {
         let url = p.url(dir);
         assert!(url.starts_with('/') && !url.starts_with("//"), "{url}");

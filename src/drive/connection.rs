@@ -703,6 +703,7 @@ impl Connection {
 
     /// The connection is over: its last log lines and its record.
     pub fn finish(mut self, records: &mut Vec<Record>, now: Instant, by: u32) {
+        self.session.closed(now);
         while let Some(line) = self.session.take_log() {
             records.push(Record::Access(line));
         }

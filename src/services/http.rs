@@ -1,12 +1,11 @@
 //! The HTTP static-file service (`plumb serve`): one sans-IO
 //! [`plumb_proto::http::HttpSession`] per connection over a shared document root.
 
-use std::time::Instant;
-
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
-use plumb_proto::Session;
 use plumb_proto::http::{Config, Docroot, HttpSession};
+use plumb_proto::{Session, Wall};
 
 use super::Service;
 
@@ -28,6 +27,7 @@ impl Service for HttpService {
             Arc::clone(&self.root),
             peer,
             now,
+            Wall::new(now, SystemTime::now()),
         ))
     }
 }

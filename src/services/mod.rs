@@ -10,6 +10,7 @@ use crate::net::Addr;
 
 pub mod echo;
 pub mod file_cache;
+pub mod fs_docroot;
 pub mod http;
 pub mod relay;
 

@@ -1,10 +1,10 @@
 //! The relay service (`plumb relay`, `plumb serve --proxy`): each client gets a new upstream
 //! connection and the sans-IO [`plumb_proto::relay::Relay`] session copies between them.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
-use plumb_proto::Session;
 use plumb_proto::relay::{OnConnectFailure, Relay};
+use plumb_proto::{Session, Wall};
 
 use super::Service;
 use crate::net::Addr;
@@ -21,8 +21,13 @@ impl Service for RelayService {
             OnConnectFailure::BadGateway => "proxy",
         }
     }
-    fn session(&self, _peer: &str, _now: Instant) -> Box<dyn Session + Send> {
-        Box::new(Relay::new(self.on_failure))
+    fn session(&self, _peer: &str, now: Instant) -> Box<dyn Session + Send> {
+        // The 502 page's Date; the calendar is read here, on the server side, once per
+        // connection.
+        Box::new(Relay::new(
+            self.on_failure,
+            Wall::new(now, SystemTime::now()),
+        ))
     }
     fn upstream(&self) -> Option<&Addr> {
         Some(&self.upstream)

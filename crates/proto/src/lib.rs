@@ -15,4 +15,4 @@ pub mod relay;
 pub mod session;
 pub mod spare;
 
-pub use session::{Action, Peer, Session};
+pub use session::{Action, Peer, Session, Wall};

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::session::{Action, OutBuf, Peer, Session};
+use crate::session::{Action, OutBuf, Peer, Session, Wall};
 
 /// Most bytes buffered in one direction before reading from its source pauses.
 pub const RELAY_WINDOW: usize = 64 * 1024;
@@ -48,10 +48,12 @@ pub struct Relay {
     linger_until: Option<Instant>,
     /// The instant of the latest event: a linger starts from it.
     now: Option<Instant>,
+    /// Calendar time for the 502 page's `Date`.
+    wall: Wall,
 }
 
 impl Relay {
-    pub fn new(on_failure: OnConnectFailure) -> Self {
+    pub fn new(on_failure: OnConnectFailure, wall: Wall) -> Self {
         Relay {
             upstream: Upstream::NotAsked,
             on_failure,
@@ -63,6 +65,7 @@ impl Relay {
             client_shut: false,
             linger_until: None,
             now: None,
+            wall,
         }
     }
 
@@ -75,7 +78,12 @@ impl Relay {
     }
 }
 
-const BAD_GATEWAY: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 28\r\nConnection: close\r\n\r\nupstream cannot be reached.\n";
+/// The 502 answer, with the `Server` and `Date` every other answer has.
+fn push_bad_gateway(out: &mut Vec<u8>, now: std::time::SystemTime) {
+    out.extend_from_slice(b"HTTP/1.1 502 Bad Gateway\r\nServer: plumb\r\nDate: ");
+    crate::http::response::push_date(out, now);
+    out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 28\r\nConnection: close\r\n\r\nupstream cannot be reached.\n");
+}
 
 impl Session for Relay {
     fn feed(&mut self, peer: Peer, input: &[u8], now: Instant) -> usize {
@@ -172,7 +180,7 @@ impl Session for Relay {
             self.upstream = Upstream::Failed;
             self.to_upstream = OutBuf::default();
             if self.on_failure == OnConnectFailure::BadGateway {
-                self.to_client.extend(BAD_GATEWAY);
+                push_bad_gateway(self.to_client.vec(), self.wall.time_at(now));
             }
         }
     }
@@ -191,6 +199,10 @@ impl Session for Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn wall() -> Wall {
+        Wall::new(Instant::now(), std::time::UNIX_EPOCH)
+    }
 
     fn flush(s: &mut Relay, out_client: &mut Vec<u8>, out_up: &mut Vec<u8>) -> Action<'static> {
         loop {
@@ -216,7 +228,7 @@ mod tests {
 
     #[test]
     fn relays_both_ways_with_half_close() {
-        let mut s = Relay::new(OnConnectFailure::Close);
+        let mut s = Relay::new(OnConnectFailure::Close, wall());
         let (mut c, mut u) = (Vec::new(), Vec::new());
         assert!(matches!(s.next_action(), Action::Connect));
         // Bytes that arrive before the upstream is connected are held, not lost.
@@ -245,7 +257,7 @@ mod tests {
 
     #[test]
     fn backpressure_per_direction() {
-        let mut s = Relay::new(OnConnectFailure::Close);
+        let mut s = Relay::new(OnConnectFailure::Close, wall());
         let _ = s.next_action();
         s.connected(true, Instant::now());
         let big = vec![0u8; RELAY_WINDOW * 2];
@@ -261,12 +273,12 @@ mod tests {
 
     #[test]
     fn failed_upstream_closes_or_answers_502() {
-        let mut s = Relay::new(OnConnectFailure::Close);
+        let mut s = Relay::new(OnConnectFailure::Close, wall());
         let _ = s.next_action();
         s.connected(false, Instant::now());
         assert!(matches!(s.next_action(), Action::Close));
 
-        let mut s = Relay::new(OnConnectFailure::BadGateway);
+        let mut s = Relay::new(OnConnectFailure::BadGateway, wall());
         let _ = s.next_action();
         s.feed(Peer::Client, b"GET / HTTP/1.1\r\n", Instant::now());
         s.connected(false, Instant::now());
@@ -276,6 +288,8 @@ mod tests {
             Action::Shutdown(Peer::Client)
         ));
         assert!(c.starts_with(b"HTTP/1.1 502 "));
+        let text = String::from_utf8_lossy(&c);
+        assert!(text.contains("\r\nServer: plumb\r\nDate: "), "{text}");
         assert!(u.is_empty());
         let head_end = c.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         assert_eq!(c.len() - head_end, 28, "Content-Length matches the body");

@@ -13,7 +13,7 @@
 
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// Which of a child process's standard streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,6 +106,31 @@ pub struct SpawnRequest {
     pub cwd: Option<String>,
 }
 
+/// The wall clock as a core sees it: one reading of the calendar time taken by the server
+/// when the connection was accepted, beside the instant of that moment. Later instants, which
+/// every event brings, map onto calendar time from it (for `Date` headers and log lines), so a
+/// core never reads a clock, and a test or fuzzer picks any date it likes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wall {
+    at: Instant,
+    time: SystemTime,
+}
+
+impl Wall {
+    /// `time` is the calendar time at instant `at`.
+    pub fn new(at: Instant, time: SystemTime) -> Wall {
+        Wall { at, time }
+    }
+
+    /// The calendar time at instant `now`.
+    pub fn time_at(&self, now: Instant) -> SystemTime {
+        match now.checked_duration_since(self.at) {
+            Some(d) => self.time + d,
+            None => self.time - self.at.duration_since(now),
+        }
+    }
+}
+
 /// What the driver should do next.
 #[derive(Debug)]
 pub enum Action<'a> {
@@ -181,6 +206,12 @@ pub trait Session {
     /// point (an HTTP session closes between requests; a byte stream goes on until its peer
     /// is done or the grace period ends).
     fn drain(&mut self, now: Instant) {
+        let _ = now;
+    }
+    /// The connection is over, whichever way (the session's close, a failed write, the hard
+    /// stop): output not yet written never will be. Called once, before the last
+    /// [`Session::take_log`], so a log line can say what really went out.
+    fn closed(&mut self, now: Instant) {
         let _ = now;
     }
     /// A finished log line (an HTTP access-log entry), if one is ready.

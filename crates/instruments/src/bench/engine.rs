@@ -524,6 +524,11 @@ impl<'a> Worker<'a> {
             Some(until) => until
                 .min(stopped_at)
                 .saturating_duration_since(self.measure_from),
+            // Count mode ends at the last response; with none, the window is the time
+            // the run waited in vain (a zero window would make "0 req/s" unmeasured).
+            None if self.totals.requests == 0 => {
+                stopped_at.saturating_duration_since(self.measure_from)
+            }
             None => self.last_done.saturating_duration_since(self.measure_from),
         };
         Ok(self.totals)

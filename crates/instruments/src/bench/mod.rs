@@ -1,7 +1,8 @@
 //! `plumb bench TARGET`: a load generator for HTTP/1.1 and echo servers, as fast as wrk and
 //! as honest as wrk2 — requests/s, bytes/s, latency percentiles from an HdrHistogram, status
 //! codes and every error by kind; `--rate` for constant throughput with coordinated-omission
-//! corrected latency.
+//! corrected latency. A run that was answered nothing exits 1 (and `--fail-on-errors` makes
+//! any error do so); Ctrl-C prints what was measured so far.
 //!
 //! This file owns the command line and the output; [`target`] parses and checks the target,
 //! [`engine`] runs the event loops, [`response`] frames responses, [`report`] formats.
@@ -11,8 +12,9 @@ pub mod report;
 pub mod response;
 pub mod target;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use engine::{Config, Errors, Stop, Totals};
@@ -61,18 +63,23 @@ pub struct Args {
     /// A request unanswered this long is a timeout and its connection is replaced.
     #[arg(long, value_name = "TIME", default_value = "5s")]
     pub timeout: String,
-    /// Bytes per echo message (echo targets).
+    /// Bytes per echo message (echo targets): 100, 4k, 1KiB, 1M, 1MiB (K = KiB = 1024;
+    /// KB = 1000) [default: 64].
     #[arg(long, value_name = "BYTES")]
-    pub size: Option<usize>,
+    pub size: Option<String>,
     /// Print one JSON document instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// Exit 1 when any request failed or got a 4xx/5xx answer, or any connection starved
+    /// (for CI); without it only a run in which nothing was answered exits 1.
+    #[arg(long)]
+    pub fail_on_errors: bool,
 }
 
 /// Default echo message size.
 pub const DEFAULT_ECHO_SIZE: usize = 64;
 /// Largest echo message accepted.
-const MAX_ECHO_SIZE: usize = 64 << 20;
+pub const MAX_ECHO_SIZE: usize = 64 << 20;
 
 /// Parses a time: plain seconds (`2.5`) or a number with `ms`, `s` or `m`.
 ///
@@ -100,6 +107,50 @@ pub fn parse_time(name: &str, s: &str) -> Result<Duration, String> {
                 "{name} must be a time such as 10, 10s, 500ms or 2m (at most 30 days), not '{s}'"
             )
         })
+}
+
+/// Parses a size in bytes, the one way every size option of plumb reads it: a whole number
+/// with an optional unit, `100`, `100B`, `4k`, `1K`, `1KiB`, `1M`, `1MiB`, `1G`, `1GiB`
+/// (binary: K, M and G are 1024-based whatever their case, as in `dd` and `ls`), or `KB`,
+/// `MB`, `GB` (decimal, 1000-based); a space may stand before the unit. The value must be
+/// from 1 to `max`.
+///
+/// # Errors
+/// Anything else, zero, or more than `max`, as one line naming the option.
+pub fn parse_size(name: &str, s: &str, max: usize) -> Result<usize, String> {
+    let bad = || {
+        format!(
+            "{name} must be a size from 1 to {max} bytes such as 100, 4k, 1KiB or 1MiB, not '{s}'"
+        )
+    };
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: usize = num.parse().map_err(|_| bad())?;
+    let unit = unit.trim_start();
+    // "KiB", "Ki", "K" and "k" are the same unit; "KB" and "kB" are the decimal one.
+    let (prefix, rest) = unit.split_at(unit.chars().next().map_or(0, char::len_utf8));
+    let power = match prefix.to_ascii_lowercase().as_str() {
+        "" => 0,
+        "b" if rest.is_empty() => 0,
+        "k" => 1,
+        "m" => 2,
+        "g" => 3,
+        _ => return Err(bad()),
+    };
+    let base: usize = match rest {
+        _ if power == 0 => 1,
+        "" | "i" | "iB" | "ib" => 1024,
+        "B" => 1000,
+        _ => return Err(bad()),
+    };
+    let bytes = (0..power)
+        .try_fold(n, |v, _| v.checked_mul(base))
+        .ok_or_else(bad)?;
+    if bytes == 0 || bytes > max {
+        return Err(bad());
+    }
+    Ok(bytes)
 }
 
 /// Checks the options and builds a run configuration, including the pre-flight check of the
@@ -168,12 +219,10 @@ pub fn configure(args: &Args) -> anyhow::Result<Config> {
             if !args.headers.is_empty() {
                 return Err(usage("-H/--header applies to http targets only"));
             }
-            let size = args.size.unwrap_or(DEFAULT_ECHO_SIZE);
-            if size == 0 || size > MAX_ECHO_SIZE {
-                return Err(usage(format!(
-                    "--size must be from 1 to {MAX_ECHO_SIZE} bytes, not {size}"
-                )));
-            }
+            let size = match &args.size {
+                Some(s) => parse_size("--size", s, MAX_ECHO_SIZE).map_err(usage)?,
+                None => DEFAULT_ECHO_SIZE,
+            };
             target::echo_message(size)
         }
     };
@@ -221,7 +270,16 @@ fn shape(cfg: &Config) -> RunShape {
 /// # Errors
 /// Usage errors (exit 2) and unreachable or wrong-protocol targets (exit 1).
 pub fn run(args: &Args) -> anyhow::Result<i32> {
-    let cfg = configure(args)?;
+    let mut cfg = configure(args)?;
+    // Ctrl-C (or SIGTERM) ends the run early and the figures so far are printed, as wrk and
+    // oha do; a second Ctrl-C exits at once.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&interrupted))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&interrupted)))
+            .map_err(|e| anyhow::anyhow!("cannot install a signal handler: {e}"))?;
+    }
+    cfg.abort = Some(Arc::clone(&interrupted));
     let bar = std::io::stderr().is_terminal().then(|| progress_bar(&cfg));
     let totals = engine::run(&cfg, |p| {
         if let Some(bar) = &bar {
@@ -239,10 +297,70 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         bar.finish_and_clear();
     }
     let report = Report::new(shape(&cfg), &totals);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let text = if args.json {
+        let mut s = serde_json::to_string_pretty(&report)?;
+        s.push('\n');
+        s
     } else {
-        print!("{}", report.to_text());
+        report.to_text()
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        // Piped into `head`: the reader has what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        r => r.map_err(|e| anyhow::anyhow!("cannot write the report: {e}"))?,
+    }
+    verdict(
+        &report,
+        args.fail_on_errors,
+        interrupted.load(Ordering::Relaxed),
+    )
+}
+
+/// The exit status of a finished run, with the one line that explains a failure: 130 after
+/// Ctrl-C (the figures are partial); 1 when nothing was answered, for no response means no
+/// measurement, not a fast server; 1 with `--fail-on-errors` when anything went wrong.
+///
+/// # Errors
+/// The run measured nothing, or (with `fail_on_errors`) saw an error or a starved connection.
+fn verdict(report: &Report, fail_on_errors: bool, interrupted: bool) -> anyhow::Result<i32> {
+    let target = &report.shape.target;
+    if interrupted {
+        eprintln!(
+            "plumb: interrupted; the figures above cover the {:.2} s measured until then",
+            report.duration_s
+        );
+        return Ok(130);
+    }
+    let errors = report.errors.failures() + report.errors.status;
+    let what = || {
+        let mut kinds: Vec<String> = report
+            .errors
+            .by_kind()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        if report.starved > 0 {
+            kinds.push(format!(
+                "{} of {} connections starved",
+                report.starved, report.shape.connections
+            ));
+        }
+        if kinds.is_empty() {
+            "no errors".to_string()
+        } else {
+            kinds.join(", ")
+        }
+    };
+    if report.requests == 0 {
+        anyhow::bail!(
+            "{target} answered none of the requests in {:.2} s ({}): nothing was measured",
+            report.duration_s,
+            what()
+        );
+    }
+    if fail_on_errors && (errors > 0 || report.starved > 0) {
+        anyhow::bail!("{target}: {} (--fail-on-errors)", what());
     }
     Ok(0)
 }
@@ -286,5 +404,44 @@ mod tests {
                 "{s}"
             );
         }
+    }
+
+    #[test]
+    fn sizes_parse_the_same_way_everywhere() {
+        let cases: &[(&str, Option<usize>)] = &[
+            ("100", Some(100)),
+            ("100B", Some(100)),
+            ("1K", Some(1024)),
+            ("4k", Some(4096)),
+            ("1KiB", Some(1024)),
+            ("1kib", Some(1024)),
+            ("4 KiB", Some(4096)),
+            ("2KB", Some(2000)),
+            ("2kB", Some(2000)),
+            ("1M", Some(1 << 20)),
+            ("1MiB", Some(1 << 20)),
+            ("3MB", Some(3_000_000)),
+            ("1G", Some(1 << 30)),
+            ("1GiB", Some(1 << 30)),
+            ("0", None),
+            ("0KiB", None),
+            ("", None),
+            ("K", None),
+            ("1.5K", None),
+            ("-1", None),
+            ("1T", None),
+            ("1KiBs", None),
+            ("1Bk", None),
+            ("2G", None),
+            ("99999999999999999999", None),
+        ];
+        for (s, want) in cases {
+            assert_eq!(parse_size("--size", s, 1 << 30).ok(), *want, "{s:?}");
+        }
+        let e = parse_size("--size", "1x", 10).unwrap_err();
+        assert!(
+            e.starts_with("--size must be a size from 1 to 10 bytes"),
+            "{e}"
+        );
     }
 }

@@ -1,21 +1,23 @@
 //! What `plumb bench` prints: the measured totals turned into rates and percentiles, as a
 //! short human summary or one JSON document. Every error kind is always present in the JSON,
-//! and any non-zero one is printed in the summary: a bench never hides an error.
+//! and any non-zero one is printed in the summary: a bench never hides an error. A figure
+//! that was not measured (a latency when nothing was answered) is `-` in the summary and
+//! `null` in the JSON, never a 0 that would read as the best possible result.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::engine::{Errors, Totals};
 
-/// Latency percentiles in microseconds.
+/// Latency percentiles in microseconds; every one is `None` when no response completed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Latency {
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub p999: f64,
-    pub max: f64,
-    pub mean: f64,
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+    pub p999: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: Option<f64>,
 }
 
 /// One run's results (the `--json` document).
@@ -61,12 +63,12 @@ impl Report {
             Latency::default()
         } else {
             Latency {
-                p50: us(h.value_at_quantile(0.50)),
-                p90: us(h.value_at_quantile(0.90)),
-                p99: us(h.value_at_quantile(0.99)),
-                p999: us(h.value_at_quantile(0.999)),
-                max: us(h.max()),
-                mean: (h.mean() / 100.0).round() / 10.0,
+                p50: Some(us(h.value_at_quantile(0.50))),
+                p90: Some(us(h.value_at_quantile(0.90))),
+                p99: Some(us(h.value_at_quantile(0.99))),
+                p999: Some(us(h.value_at_quantile(0.999))),
+                max: Some(us(h.max())),
+                mean: Some((h.mean() / 100.0).round() / 10.0),
             }
         };
         let status = t
@@ -130,12 +132,14 @@ impl Report {
         let _ = writeln!(
             s,
             "  latency    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}{}",
-            human_us(l.p50),
-            human_us(l.p90),
-            human_us(l.p99),
-            human_us(l.p999),
-            human_us(l.max),
-            if shape.rate.is_some() {
+            shown_us(l.p50),
+            shown_us(l.p90),
+            shown_us(l.p99),
+            shown_us(l.p999),
+            shown_us(l.max),
+            if l.p50.is_none() {
+                "  (no response, so no latency)"
+            } else if shape.rate.is_some() {
                 "  (from the scheduled send time)"
             } else {
                 ""
@@ -190,6 +194,11 @@ pub fn human_us(us: f64) -> String {
     } else {
         format!("{:.2} s", us / 1_000_000.0)
     }
+}
+
+/// A latency that may not have been measured: `-` when it was not.
+pub fn shown_us(us: Option<f64>) -> String {
+    us.map_or_else(|| "-".to_string(), human_us)
 }
 
 /// Bytes in binary units: "118.2 MiB".
@@ -251,5 +260,16 @@ mod tests {
         );
         let back: Report = serde_json::from_str(&json).unwrap();
         assert_eq!(back, report);
+        // Nothing answered: no latency, said as null and '-', never as 0.
+        assert!(
+            json.contains(r#""latency_us":{"p50":null,"p90":null,"p99":null,"p999":null,"max":null,"mean":null}"#),
+            "{json}"
+        );
+        let text = report.to_text();
+        assert!(
+            text.contains("p50 -  p90 -  p99 -  p99.9 -  max -"),
+            "{text}"
+        );
+        assert!(!text.contains("0.0 us"), "{text}");
     }
 }

@@ -270,12 +270,21 @@ fn check_answer(stream: Blocking, target: &Target, timeout: Duration) -> anyhow:
         Blocking::Unix(s) => (Box::new(s.try_clone()?), Box::new(s)),
     };
     let shown = &target.shown;
-    if let Err(e) = w.write_all(&target.request) {
+    // An echo target gets a probe that ends like an HTTP request head: an HTTP server
+    // answers it at once (a 400), where the run's plain message would leave it waiting for
+    // the end of a head and the run would count nothing but silence.
+    let probe: Option<Arc<[u8]>> = (!target.is_http).then(|| ECHO_PROBE.into());
+    let first: &[u8] = probe.as_deref().unwrap_or(&target.request);
+    if let Err(e) = w.write_all(first) {
         // A server that closes at once is the run's to count, not a setup error.
         log::debug!("pre-flight write to {shown}: {e}");
         return Ok(());
     }
-    let mut reader = target.reader();
+    let mut reader = match &probe {
+        Some(p) => Reader::Echo(EchoReader::new(Arc::clone(p))),
+        None => target.reader(),
+    };
+    let mut answer = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     let deadline = Instant::now() + timeout;
     let mut got_any = false;
@@ -303,6 +312,9 @@ fn check_answer(stream: Blocking, target: &Target, timeout: Duration) -> anyhow:
             Err(_) => return Ok(()),
         };
         got_any = true;
+        if answer.len() < 200 {
+            answer.extend_from_slice(&buf[..n.min(200)]);
+        }
         let mut off = 0;
         while off < n {
             match reader.feed(&buf[off..n]) {
@@ -312,12 +324,35 @@ fn check_answer(stream: Blocking, target: &Target, timeout: Duration) -> anyhow:
                     anyhow::bail!("{shown} did not answer with HTTP/1.x: {e}")
                 }
                 Err(_) => anyhow::bail!(
-                    "{shown} is not an echo server (it answered with different bytes)"
+                    "{shown} is not an echo server (it answered {})",
+                    describe_answer(&answer)
                 ),
             }
         }
     }
     Ok(())
+}
+
+/// The pre-flight message to an echo target: a line no HTTP server accepts as a request, and
+/// the blank line that ends a request head, so one answers at once.
+const ECHO_PROBE: &[u8] = b"plumb-bench-echo-probe\r\n\r\n";
+
+/// What a server that is not an echo server said, for the error: "like an HTTP server
+/// ('HTTP/1.1 400 Bad Request')", or its first line, printable characters only.
+fn describe_answer(answer: &[u8]) -> String {
+    let line = answer.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line: String = String::from_utf8_lossy(line)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(60)
+        .collect();
+    if answer.starts_with(b"HTTP/") {
+        format!("like an HTTP server: '{line}'")
+    } else if line.is_empty() {
+        "with different bytes".to_string()
+    } else {
+        format!("with different bytes: '{line}'")
+    }
 }
 
 #[cfg(test)]

@@ -75,7 +75,20 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Scenario::KeepAlive)]
     pub scenario: Scenario,
     /// Models to compare, comma-separated (default: all).
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "M,M,...")]
+    ///
+    /// iterative (one connection at a time), fork-wait (a fork per connection, waited for), fork (a fork per connection),
+    /// thread (a thread per connection), pool (a fixed pool of threads), prefork (worker
+    /// processes sharing one listener), event (epoll loops). Each server runs with its
+    /// defaults; `plumb serve --help` has the options that tune them.
+    // The models' own descriptions name server options (--workers, --queue, ...) that
+    // compare does not have, and its --threads means bench threads: hide them here.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        value_name = "M,M,...",
+        hide_possible_values = true
+    )]
     pub models: Vec<Model>,
     /// Bench connections (default 64; 8 for the large scenario).
     #[arg(short = 'c', long, value_name = "N")]
@@ -98,9 +111,9 @@ pub struct Args {
     /// Idle connections in the idle scenario.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub idle: usize,
-    /// Echo message size in bytes (default 64; 256 KiB for the large scenario).
+    /// Echo message size: 64, 4k, 1KiB, 1MiB (default 64; 256 KiB for the large scenario).
     #[arg(long, value_name = "BYTES")]
-    pub size: Option<usize>,
+    pub size: Option<String>,
     /// CPUs for the servers, e.g. 0 or 0-1 or 0,2.
     #[arg(long, value_name = "LIST", requires = "client_cpus")]
     pub server_cpus: Option<String>,
@@ -222,14 +235,11 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
     if args.size.is_some() && args.service == Service::Http {
         return Err(usage("--size applies to the echo and relay services"));
     }
-    let size = args.size.unwrap_or(if args.scenario == Scenario::Large {
-        LARGE_ECHO
-    } else {
-        bench::DEFAULT_ECHO_SIZE
-    });
-    if size == 0 {
-        return Err(usage("--size must be at least 1"));
-    }
+    let size = match &args.size {
+        Some(s) => bench::parse_size("--size", s, bench::MAX_ECHO_SIZE).map_err(usage)?,
+        None if args.scenario == Scenario::Large => LARGE_ECHO,
+        None => bench::DEFAULT_ECHO_SIZE,
+    };
     let mut models: Vec<Model> = if args.models.is_empty() {
         Model::ALL.to_vec()
     } else {
@@ -324,7 +334,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
                     plan.rounds,
                     model.name(),
                     run.report.requests_per_sec,
-                    bench::report::human_us(run.report.latency_us.p99),
+                    bench::report::shown_us(run.report.latency_us.p99),
                     run.report.errors.failures() + run.report.errors.status,
                 );
             }
@@ -467,8 +477,9 @@ fn bench_one(
         headers: Vec::new(),
         rate: None,
         timeout: format!("{}", plan.timeout.as_secs_f64()),
-        size: (plan.service != Service::Http).then_some(plan.size),
+        size: (plan.service != Service::Http).then(|| plan.size.to_string()),
         json: true,
+        fail_on_errors: false,
     };
     let mut cfg = bench::configure(&args)
         .map_err(|e| anyhow::anyhow!("model {}: {e}{}", model.name(), srv.last_words()))?;

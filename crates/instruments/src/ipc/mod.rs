@@ -67,6 +67,8 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         report
             .chart(path)
             .with_context(|| format!("writing chart {}", path.display()))?;
+        // On stderr: stdout may be the JSON document.
+        eprintln!("plumb: wrote the chart to {}", path.display());
     }
     let text = if settings.json {
         let mut s = serde_json::to_string_pretty(&report)?;

@@ -22,10 +22,10 @@ Channels: pipe, fifo, unix, unix-dgram, tcp, file. Tests: latency, bandwidth, an
 fork, exec, thread (or 'costs' for all three). --only takes any mix; naming only channels runs
 their latency and bandwidth, naming only tests runs them on every channel.")]
 pub struct Args {
-    /// Bytes per ping-pong message (suffixes K/KiB, M/MiB, KB, MB).
+    /// Bytes per ping-pong message: 1, 4k, 4KiB, 1MiB (K = KiB = 1024; KB = 1000).
     #[arg(long, value_name = "BYTES", default_value = "1")]
     pub size: String,
-    /// Bytes per write in the bandwidth test.
+    /// Bytes per write in the bandwidth test (units as for --size).
     #[arg(long, value_name = "BYTES", default_value = "64KiB")]
     pub chunk: String,
     /// Pin the parent to one CPU and the child to another (the same CPU twice is allowed).
@@ -226,30 +226,9 @@ fn parse_pin(s: &str) -> anyhow::Result<(usize, usize)> {
     Ok((p, c))
 }
 
-/// Parses a byte count with an optional unit and checks it is in 1..=max.
+/// A byte count in 1..=max, read as every size option reads one.
 fn bytes_in(name: &str, s: &str, max: usize) -> anyhow::Result<usize> {
-    let bad = || {
-        usage(format!(
-            "{name} wants a byte count from 1 to {max} (e.g. 1, 4KiB, 1MiB), not '{s}'"
-        ))
-    };
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let n: usize = num.parse().map_err(|_| bad())?;
-    let scale: usize = match unit.trim() {
-        "" | "B" | "b" => 1,
-        "K" | "k" | "KiB" | "kiB" | "Ki" => 1 << 10,
-        "M" | "m" | "MiB" | "Mi" => 1 << 20,
-        "KB" | "kB" => 1000,
-        "MB" => 1_000_000,
-        _ => return Err(bad()),
-    };
-    let bytes = n.checked_mul(scale).ok_or_else(bad)?;
-    if bytes == 0 || bytes > max {
-        return Err(bad());
-    }
-    Ok(bytes)
+    crate::bench::parse_size(name, s, max).map_err(usage)
 }
 
 fn count(name: &str, s: &str, min: u64, max: u64) -> anyhow::Result<u64> {

@@ -1,5 +1,6 @@
 //! The report of `plumb ipc`: one serde structure printed as JSON (`--json`) or as a table,
-//! and drawn as an SVG chart (`--chart`) with plotters.
+//! and drawn as an SVG chart (`--chart`) with plotters, in opaque colours with no opacity
+//! attributes.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -261,16 +262,22 @@ impl Report {
             .iter()
             .map(|p| panel_height(p.bars.len()))
             .sum::<u32>();
-        let root = SVGBackend::new(path, (900, height)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let heights: Vec<u32> = panels.iter().map(|p| panel_height(p.bars.len())).collect();
-        let mut rest = root;
-        for (panel, h) in panels.iter().zip(heights) {
-            let (area, below) = rest.split_vertically(h);
-            panel.draw(&area)?;
-            rest = below;
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (900, height)).into_drawing_area();
+            root.fill(&WHITE)?;
+            let heights: Vec<u32> = panels.iter().map(|p| panel_height(p.bars.len())).collect();
+            let mut rest = root;
+            for (panel, h) in panels.iter().zip(heights) {
+                let (area, below) = rest.split_vertically(h);
+                panel.draw(&area)?;
+                rest = below;
+            }
+            rest.present()?;
         }
-        rest.present()?;
+        // Every colour is opaque, so plotters' `opacity="1"` says nothing: dropped, so every
+        // SVG viewer draws the same picture.
+        std::fs::write(path, svg.replace(" opacity=\"1\"", ""))?;
         Ok(())
     }
 }
@@ -308,6 +315,9 @@ impl Panel {
         chart
             .configure_mesh()
             .disable_y_mesh()
+            .bold_line_style(RGBColor(222, 222, 222))
+            .light_line_style(RGBColor(244, 244, 244))
+            .axis_style(BLACK)
             .y_label_formatter(&|v| match v {
                 SegmentValue::CenterOf(slot) if *slot < n => {
                     labels.get(n - 1 - *slot).cloned().unwrap_or_default()
@@ -318,7 +328,8 @@ impl Panel {
             .draw()?;
         chart.draw_series(
             Histogram::horizontal(&chart)
-                .style(BLUE.mix(0.6).filled())
+                // Explicit colours, not opacity: viewers blend opacity differently.
+                .style(RGBColor(102, 102, 255).filled())
                 .margin(6)
                 .data(
                     self.bars

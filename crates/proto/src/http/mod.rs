@@ -6,17 +6,18 @@
 //! - [`chunked`]: the chunked transfer coding, one decoder for requests and responses;
 //! - [`client`]: response heads and bodies (Content-Length, chunked, end of stream);
 //! - [`path`]: request targets to safe, normalised paths under the root;
-//! - [`fs`]: the document root behind a trait, and its `std::fs` implementation;
+//! - [`docroot`]: the document root behind a trait (files are abstract bodies), and an
+//!   in-memory one for tests and fuzzing;
 //! - [`response`]: validators, conditionals, ranges, MIME, listings, log lines;
 //! - [`session`]: the per-connection state machine.
 
 pub mod chunked;
 pub mod client;
-pub mod fs;
+pub mod docroot;
 pub mod parse;
 pub mod path;
 pub mod response;
 pub mod session;
 
-pub use fs::{Docroot, FsDocroot};
+pub use docroot::{Docroot, MemDocroot};
 pub use session::{Config, HttpSession};

@@ -1,13 +1,21 @@
 //! Request targets to safe paths under the document root: the one place that decides which
 //! names a client may ask for.
 //!
-//! The target is percent-decoded exactly once, must be valid UTF-8 (which rejects overlong
-//! encodings such as `%c0%ae`), and may not contain NUL or backslash in any form. It is then
+//! The target is percent-decoded exactly once and may not contain NUL in any form. It is then
 //! normalised segment by segment: empty and `.` segments vanish, `..` removes the previous
 //! one, and a `..` that would climb above the root is an error, never a clamp. What comes
 //! out is a list of plain names, none of them `.` or `..`, none containing `/`.
+//!
+//! Names are bytes, as Linux file names are: a name that is not UTF-8 (a listing links it
+//! percent-encoded) and a name with a backslash are served like any other. Only `/` separates
+//! and only a `..` segment climbs, so neither can leave the root: an overlong `%c0%ae` is two
+//! bytes of a name, not a dot, and `..\x` is one name. (Refusing them made listed files
+//! unfetchable: `back\slash.txt` was listed but answered 400.)
 
+use std::ffi::OsStr;
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// Why a target cannot name anything under the root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,12 +24,8 @@ pub enum PathError {
     BadForm,
     /// A `%` not followed by two hex digits.
     BadEscape,
-    /// The decoded bytes are not UTF-8 (including overlong encodings).
-    NotUtf8,
     /// A NUL byte, raw or encoded.
     Nul,
-    /// A backslash, raw or encoded (a Windows separator: refused outright).
-    Backslash,
     /// `..` climbing above the root.
     Escapes,
     /// A segment starts with `.` and hidden files are not served.
@@ -33,9 +37,7 @@ impl fmt::Display for PathError {
         f.write_str(match self {
             PathError::BadForm => "request target is not a path",
             PathError::BadEscape => "bad percent-escape",
-            PathError::NotUtf8 => "path is not UTF-8",
             PathError::Nul => "NUL byte in path",
-            PathError::Backslash => "backslash in path",
             PathError::Escapes => "path climbs above the root",
             PathError::Hidden => "hidden file",
         })
@@ -45,9 +47,9 @@ impl fmt::Display for PathError {
 /// A normalised path under the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SafePath {
-    /// Decoded names from the root down, joined by `/` (`""` for the root itself): one
-    /// string, so resolving a target costs one allocation (two with escapes).
-    rel: String,
+    /// Decoded names from the root down, joined by `/` (empty for the root itself): one
+    /// buffer, so resolving a target costs one allocation (two with escapes).
+    rel: Vec<u8>,
     /// The decoded path ended in `/` (or is the root): the client asked for a directory.
     pub trailing_slash: bool,
     /// The raw query string (after `?`), if any, for redirects.
@@ -55,19 +57,19 @@ pub struct SafePath {
 }
 
 impl SafePath {
-    /// The path relative to the root, `/`-separated (`""` for the root).
-    pub fn relative(&self) -> &str {
-        &self.rel
+    /// The path relative to the root, `/`-separated (empty for the root).
+    pub fn relative(&self) -> &Path {
+        Path::new(OsStr::from_bytes(&self.rel))
     }
 
     /// The decoded names from the root down; none for the root.
-    pub fn segments(&self) -> impl Iterator<Item = &str> {
-        self.rel.split('/').filter(|s| !s.is_empty())
+    pub fn segments(&self) -> impl Iterator<Item = &[u8]> {
+        self.rel.split(|&b| b == b'/').filter(|s| !s.is_empty())
     }
 
-    /// The last name (`""` for the root).
-    pub fn name(&self) -> &str {
-        self.rel.rsplit('/').next().unwrap_or("")
+    /// The last name (empty for the root).
+    pub fn name(&self) -> &[u8] {
+        self.rel.rsplit(|&b| b == b'/').next().unwrap_or(b"")
     }
 
     /// The canonical URL path, each segment percent-encoded, starting with `/`, with a
@@ -79,7 +81,7 @@ impl SafePath {
             if i > 0 {
                 s.push('/');
             }
-            s.extend(percent_encoding::utf8_percent_encode(seg, SEGMENT));
+            s.extend(percent_encoding::percent_encode(seg, SEGMENT));
         }
         if dir && !self.rel.is_empty() {
             s.push('/');
@@ -96,9 +98,9 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// Percent-encodes one path segment (a file name) for use in a URL.
-pub fn encode_segment(name: &str) -> String {
-    percent_encoding::utf8_percent_encode(name, SEGMENT).to_string()
+/// Percent-encodes one path segment (a file name, any bytes) for use in a URL.
+pub fn encode_segment(name: &[u8]) -> String {
+    percent_encoding::percent_encode(name, SEGMENT).to_string()
 }
 
 /// Resolves a request target (origin-form `/a/b?q` or absolute-form `http://h/a/b`) to a
@@ -119,42 +121,39 @@ pub fn resolve_target(target: &str, hidden: bool) -> Result<SafePath, PathError>
     }
     // Most paths have no escapes: then they are normalised straight from the request.
     let decoded_bytes;
-    let decoded: &str = if raw_path.contains('%') {
+    let decoded: &[u8] = if raw_path.contains('%') {
         decoded_bytes = percent_decode_once(raw_path.as_bytes())?;
-        std::str::from_utf8(&decoded_bytes).map_err(|_| PathError::NotUtf8)?
+        &decoded_bytes
     } else {
-        raw_path
+        raw_path.as_bytes()
     };
-    if decoded.contains('\0') {
+    if decoded.contains(&0) {
         return Err(PathError::Nul);
     }
-    if decoded.contains('\\') {
-        return Err(PathError::Backslash);
-    }
-    let mut rel = String::with_capacity(decoded.len());
-    for seg in decoded.split('/') {
+    let mut rel = Vec::with_capacity(decoded.len());
+    for seg in decoded.split(|&b| b == b'/') {
         match seg {
-            "" | "." => {}
-            ".." => match rel.rfind('/') {
+            b"" | b"." => {}
+            b".." => match rel.iter().rposition(|&b| b == b'/') {
                 Some(i) => rel.truncate(i),
                 None if rel.is_empty() => return Err(PathError::Escapes),
                 None => rel.clear(),
             },
             name => {
                 if !rel.is_empty() {
-                    rel.push('/');
+                    rel.push(b'/');
                 }
-                rel.push_str(name);
+                rel.extend_from_slice(name);
             }
         }
     }
-    if !hidden && rel.split('/').any(|s| s.starts_with('.')) {
+    if !hidden && rel.split(|&b| b == b'/').any(|s| s.starts_with(b".")) {
         return Err(PathError::Hidden);
     }
     // "/a/." and "/a/.." name directories, like "/a/".
-    let trailing_slash = decoded.ends_with('/')
-        || decoded.ends_with("/.")
-        || decoded.ends_with("/..")
+    let trailing_slash = decoded.ends_with(b"/")
+        || decoded.ends_with(b"/.")
+        || decoded.ends_with(b"/..")
         || rel.is_empty();
     Ok(SafePath {
         rel,
@@ -219,6 +218,7 @@ mod tests {
         use PathError::*;
         let ok = |t: &str, want: &[&str], slash: bool| {
             let p = resolve_target(t, false).unwrap_or_else(|e| panic!("{t}: {e}"));
+            let want: Vec<&[u8]> = want.iter().map(|w| w.as_bytes()).collect();
             assert_eq!(p.segments().collect::<Vec<_>>(), want, "{t}");
             assert_eq!(p.trailing_slash, slash, "{t}");
         };
@@ -234,6 +234,20 @@ mod tests {
         ok("http://h:8/x/y?q", &["x", "y"], false);
         ok("HTTP://h", &[], true);
         ok("/a%2fb", &["a", "b"], false);
+        // Names are bytes: a backslash is a character, overlong UTF-8 is two bytes of a name.
+        ok("/a\\..\\b", &["a\\..\\b"], false);
+        ok("/back%5Cslash.txt", &["back\\slash.txt"], false);
+        ok("/x%5c..%5cetc", &["x\\..\\etc"], false);
+        let p = resolve_target("/%c0%ae%c0%ae/x%ff", false).unwrap();
+        assert_eq!(
+            p.segments().collect::<Vec<_>>(),
+            [&b"\xc0\xae\xc0\xae"[..], b"x\xff"]
+        );
+        assert_eq!(
+            p.url(false),
+            "/%C0%AE%C0%AE/x%FF",
+            "encoded back, byte for byte"
+        );
 
         let bad = [
             ("/..", Escapes),
@@ -243,12 +257,7 @@ mod tests {
             ("/%2E%2E%2Fetc", Escapes),
             ("/..%2f..%2fetc", Escapes),
             ("/.%2e/x", Escapes),
-            ("/%c0%ae%c0%ae/x", NotUtf8),
-            ("/%e0%80%ae", NotUtf8),
-            ("/%ff", NotUtf8),
             ("/a%00b", Nul),
-            ("/a\\..\\b", Backslash),
-            ("/a%5c..%5cb", Backslash),
             ("/%", BadEscape),
             ("/%4", BadEscape),
             ("/%zz", BadEscape),

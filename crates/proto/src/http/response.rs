@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::fs::{ListEntry, Meta};
+use super::docroot::{ListEntry, Meta};
 use super::path::encode_segment;
 
 /// The reason phrase sent with each status the server produces.
@@ -128,14 +128,13 @@ pub fn content_type(name: &str) -> (&'static str, &'static str) {
     (mime, if texty { "; charset=utf-8" } else { "" })
 }
 
-/// Appends the current IMF-fixdate (`Wed, 25 Nov 2026 03:31:56 GMT`), formatted at most
+/// Appends `now` as an IMF-fixdate (`Wed, 25 Nov 2026 03:31:56 GMT`), formatted at most
 /// once a second per thread.
-pub fn push_date(out: &mut Vec<u8>) {
+pub fn push_date(out: &mut Vec<u8>, now: SystemTime) {
     use std::cell::RefCell;
     thread_local! {
         static NOW: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
     }
-    let now = SystemTime::now();
     let secs = unix_secs(now);
     NOW.with_borrow_mut(|(at, text)| {
         if *at != secs {
@@ -418,7 +417,7 @@ pub fn listing_html(url_path: &str, entries: &[ListEntry]) -> String {
             s,
             "<tr><td><a href=\"./{href}{slash}\">{name}{slash}</a></td><td class=\"n\">{size}</td><td>{date}</td></tr>",
             href = encode_segment(&e.name),
-            name = escape_html(&e.name),
+            name = escape_html(&e.display_name()),
             date = httpdate::fmt_http_date(e.meta.modified),
         );
     }
@@ -439,7 +438,7 @@ pub fn listing_json(url_path: &str, entries: &[ListEntry]) -> String {
         let _ = write!(
             s,
             "{{\"name\":{},\"type\":\"{}\",\"size\":{},\"modified\":{secs},\"href\":{}}}",
-            json_string(&e.name),
+            json_string(&e.display_name()),
             if e.meta.is_dir { "dir" } else { "file" },
             e.meta.len,
             json_string(&format!("{}{slash}", encode_segment(&e.name))),
@@ -496,19 +495,50 @@ pub fn clf_line(
     referer: Option<&[u8]>,
     user_agent: Option<&[u8]>,
 ) -> String {
-    let bytes = if body_bytes == 0 {
-        "-".to_string()
-    } else {
-        body_bytes.to_string()
-    };
-    let quoted = |v: Option<&[u8]>| v.map_or_else(|| "-".to_string(), log_escape);
-    format!(
-        "{host} - - [{}] \"{}\" {status} {bytes} \"{}\" \"{}\"",
-        clf_time(time),
-        log_escape(request_line),
-        quoted(referer),
-        quoted(user_agent),
-    )
+    ClfLine::new(host, time, request_line, status, referer, user_agent).with_bytes(body_bytes)
+}
+
+/// A Combined Log Format line waiting for its byte count, which is known only once the
+/// response has gone out (or the connection ended before it did).
+#[derive(Debug)]
+pub struct ClfLine {
+    /// Up to the status and the space after it.
+    head: String,
+    /// From the space before the referer.
+    tail: String,
+}
+
+impl ClfLine {
+    pub fn new(
+        host: &str,
+        time: SystemTime,
+        request_line: &[u8],
+        status: u16,
+        referer: Option<&[u8]>,
+        user_agent: Option<&[u8]>,
+    ) -> ClfLine {
+        let quoted = |v: Option<&[u8]>| v.map_or_else(|| "-".to_string(), log_escape);
+        ClfLine {
+            head: format!(
+                "{host} - - [{}] \"{}\" {status} ",
+                clf_time(time),
+                log_escape(request_line),
+            ),
+            tail: format!(" \"{}\" \"{}\"", quoted(referer), quoted(user_agent)),
+        }
+    }
+
+    /// The whole line, with `body_bytes` (`-` for none, as Apache and nginx write it).
+    pub fn with_bytes(self, body_bytes: u64) -> String {
+        let mut s = self.head;
+        if body_bytes == 0 {
+            s.push('-');
+        } else {
+            let _ = write!(s, "{body_bytes}");
+        }
+        s.push_str(&self.tail);
+        s
+    }
 }
 
 /// Seconds since the epoch of a time (0 before it).
@@ -643,9 +673,13 @@ mod tests {
                 name: "é.txt".into(),
                 meta: meta(1, false),
             },
+            ListEntry {
+                name: b"bad\xff\\name".to_vec(),
+                meta: meta(2, false),
+            },
         ];
         sort_listing(&mut entries);
-        assert_eq!(entries[0].name, "a dir");
+        assert_eq!(entries[0].name, b"a dir");
         let html = listing_html("/x <y>/", &entries);
         assert!(html.contains("Index of /x &lt;y&gt;/"));
         assert!(html.contains("href=\"./a%20dir/\">a dir/</a>"));
@@ -653,11 +687,21 @@ mod tests {
             "href=\"./b%20%3C%26%3E%20%22q%22.txt\">b &lt;&amp;&gt; &quot;q&quot;.txt</a>"
         ));
         assert!(html.contains("href=\"./%C3%A9.txt\">é.txt</a>"));
+        // Not UTF-8: the link has the real bytes, the text a lossy form.
+        assert!(
+            html.contains("href=\"./bad%FF%5Cname\">bad\u{fffd}\\name</a>"),
+            "{html}"
+        );
         assert!(html.contains("href=\"../\""));
         assert!(!listing_html("/", &entries).contains("href=\"../\""));
         let json = listing_json("/", &entries);
         assert!(json.contains("{\"name\":\"b <&> \\\"q\\\".txt\",\"type\":\"file\",\"size\":3"));
         assert!(json.contains("\"type\":\"dir\""));
+        assert!(
+            json.contains("\"name\":\"bad\u{fffd}\\\\name\",\"type\":\"file\",\"size\":2,"),
+            "{json}"
+        );
+        assert!(json.contains("\"href\":\"bad%FF%5Cname\""), "{json}");
     }
 
     #[test]
@@ -693,14 +737,17 @@ mod tests {
     }
 
     #[test]
-    fn dates_are_imf_fixdates_of_now() {
+    fn dates_are_imf_fixdates_of_the_given_time() {
         let mut v = b"x".to_vec();
-        push_date(&mut v);
-        push_date(&mut v);
+        let t = UNIX_EPOCH + Duration::from_secs(1_764_046_316);
+        push_date(&mut v, t);
+        push_date(&mut v, t + Duration::from_millis(10));
         assert_eq!(v.len(), 1 + 2 * 29);
         let first = std::str::from_utf8(&v[1..30]).unwrap();
-        let t = httpdate::parse_http_date(first).unwrap();
-        let age = SystemTime::now().duration_since(t).unwrap();
-        assert!(age < Duration::from_secs(5), "{first}");
+        assert_eq!(first, "Tue, 25 Nov 2025 04:51:56 GMT");
+        assert_eq!(httpdate::parse_http_date(first).unwrap(), t);
+        // The next second is formatted anew, not served from the per-thread cache.
+        push_date(&mut v, t + Duration::from_secs(1));
+        assert_eq!(&v[59..], b"Tue, 25 Nov 2025 04:51:57 GMT");
     }
 }

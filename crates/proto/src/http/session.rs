@@ -7,26 +7,29 @@
 //! with sendfile. While a file range or more than [`OUT_BUDGET`] bytes are queued the session
 //! parses no further requests (backpressure: the driver keeps the input).
 //!
+//! An access-log line is finished when its response has been written, or when the connection
+//! ends ([`Session::closed`]) with the body bytes that did go out, so an interrupted download
+//! is logged as what the client got, not as the file's length.
+//!
 //! Timers (one deadline at a time): the header timeout runs from the first byte of a request
 //! (from the connection's start for the first one) until its head and body are in; the
 //! keep-alive timeout runs while idle between requests; the linger timeout bounds the
 //! discarding of unread input after we shut our side down.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::Write as _;
-use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::fs::{Docroot, OpenError, Opened};
+use super::docroot::{Body, Docroot, OpenError, Opened};
 use super::parse::{ChunkedBody, Framing, Head, HeadError, HeadLimits, parse_head};
 use super::path::{PathError, SafePath, resolve_target};
 use super::response::{
-    self, Conditions, ETag, Precondition, RangePlan, clf_line, content_type, evaluate,
-    if_range_allows, is_known_method, plan_ranges, reason,
+    self, Conditions, ETag, Precondition, RangePlan, content_type, evaluate, if_range_allows,
+    is_known_method, plan_ranges, reason,
 };
-use crate::session::{Action, Peer, Session};
+use crate::session::{Action, Peer, Session, Wall};
 use crate::spare;
 
 /// Bodies up to this size are read into the output buffer, so head and body leave in one
@@ -81,7 +84,7 @@ enum Out {
         pos: usize,
     },
     File {
-        file: Arc<File>,
+        file: Arc<dyn Body>,
         offset: u64,
         left: u64,
     },
@@ -130,11 +133,29 @@ pub struct HttpSession {
     deadline: Option<Instant>,
     /// The instant of the latest event (the core's only clock).
     now: Instant,
+    /// Calendar time for `Date` headers and log lines, from the instant.
+    wall: Wall,
     /// The head of a request whose body is being read, answered once the body is in.
     held_head: Vec<u8>,
+    /// Output bytes queued and written since the connection began: a response's place in
+    /// the stream, so its log line can say how much of its body really went out.
+    queued: u64,
+    sent: u64,
+    /// Log lines of responses not yet wholly written, in order.
+    unsent_logs: VecDeque<UnsentLog>,
+    /// Finished log lines.
     logs: VecDeque<String>,
     /// Multipart boundaries: unique per response on this connection.
     boundary_seq: u64,
+}
+
+/// The log line of a response still going out: its body is the `body_len` bytes that end at
+/// output position `end`.
+#[derive(Debug)]
+struct UnsentLog {
+    line: response::ClfLine,
+    end: u64,
+    body_len: u64,
 }
 
 /// How one response is framed and what its log line says.
@@ -147,7 +168,13 @@ struct Reply<'h> {
 }
 
 impl HttpSession {
-    pub fn new(cfg: Arc<Config>, root: Arc<dyn Docroot>, peer: &str, now: Instant) -> HttpSession {
+    pub fn new(
+        cfg: Arc<Config>,
+        root: Arc<dyn Docroot>,
+        peer: &str,
+        now: Instant,
+        wall: Wall,
+    ) -> HttpSession {
         let deadline = Some(now + cfg.header_timeout);
         HttpSession {
             cfg,
@@ -164,7 +191,11 @@ impl HttpSession {
             mid_request: false,
             deadline,
             now,
+            wall,
             held_head: Vec::new(),
+            queued: 0,
+            sent: 0,
+            unsent_logs: VecDeque::new(),
             logs: VecDeque::new(),
             boundary_seq: 0,
         }
@@ -194,10 +225,12 @@ impl HttpSession {
 
     fn push_bytes(&mut self, b: &[u8]) {
         self.out_bytes += b.len();
+        self.queued += b.len() as u64;
         self.bytes(b.len()).extend_from_slice(b);
     }
 
-    fn push_file(&mut self, file: &Arc<File>, offset: u64, len: u64) {
+    fn push_file(&mut self, file: &Arc<dyn Body>, offset: u64, len: u64) {
+        self.queued += len;
         if len > 0 {
             self.out.push_back(Out::File {
                 file: Arc::clone(file),
@@ -207,6 +240,9 @@ impl HttpSession {
         }
     }
 
+    /// Notes the log line of the response just queued, whose body is its last `body_bytes`
+    /// bytes; the line is finished once they are written (see [`Session::written`]) or the
+    /// connection ends (see [`Session::closed`]).
     fn log(&mut self, r: &Reply<'_>, status: u16, body_bytes: u64) {
         if !self.cfg.log {
             return;
@@ -233,16 +269,29 @@ impl HttpSession {
                 ua = None;
             }
         }
-        let entry = clf_line(
+        let line = response::ClfLine::new(
             &self.peer_host,
-            SystemTime::now(),
+            self.wall.time_at(self.now),
             line,
             status,
-            body_bytes,
             referer,
             ua,
         );
-        self.logs.push_back(entry);
+        self.unsent_logs.push_back(UnsentLog {
+            line,
+            end: self.queued,
+            body_len: body_bytes,
+        });
+        self.finish_logs();
+    }
+
+    /// Finishes the log lines of the responses written in full.
+    fn finish_logs(&mut self) {
+        while self.unsent_logs.front().is_some_and(|l| l.end <= self.sent) {
+            if let Some(l) = self.unsent_logs.pop_front() {
+                self.logs.push_back(l.line.with_bytes(l.body_len));
+            }
+        }
     }
 
     /// A response with a small in-memory body (errors, redirects, listings).
@@ -267,9 +316,10 @@ impl HttpSession {
     ) {
         let minor = r.head.map_or(1, |h| h.minor);
         let send_body = !r.is_head && status != 304;
+        let wall = self.wall.time_at(self.now);
         let buf = self.bytes(HEAD_ROOM + body.len());
         let start = buf.len();
-        start_head(buf, status, r.keep_alive, minor);
+        start_head(buf, status, r.keep_alive, minor, wall);
         extra(buf);
         if status != 304 {
             buf.extend_from_slice(b"Content-Type: ");
@@ -280,7 +330,9 @@ impl HttpSession {
         if send_body {
             buf.extend_from_slice(body);
         }
-        self.out_bytes += buf.len() - start;
+        let added = buf.len() - start;
+        self.out_bytes += added;
+        self.queued += added as u64;
         let sent = if send_body { body.len() as u64 } else { 0 };
         self.log(r, status, sent);
     }
@@ -376,14 +428,17 @@ impl HttpSession {
         match self.root.open(rel) {
             Ok(opened) if opened.meta.is_dir => self.directory(r, head, &path, rel),
             Ok(_) if path.trailing_slash => self.error(r, 404, ""),
-            Ok(opened) => self.file(r, head, opened, path.name()),
+            Ok(opened) => {
+                let name = String::from_utf8_lossy(path.name());
+                self.serve_file(r, head, rel, opened, &name);
+            }
             Err(OpenError::NotFound) => self.error(r, 404, ""),
             Err(OpenError::Forbidden) => self.error(r, 403, ""),
             Err(OpenError::Other(_)) => self.error(r, 500, ""),
         }
     }
 
-    fn directory(&mut self, r: &Reply<'_>, head: &Head<'_>, path: &SafePath, rel: &str) {
+    fn directory(&mut self, r: &Reply<'_>, head: &Head<'_>, path: &SafePath, rel: &Path) {
         if !path.trailing_slash {
             let mut location = path.url(true);
             if let Some(q) = &path.query {
@@ -392,13 +447,11 @@ impl HttpSession {
             }
             return self.error(r, 301, &format!("Location: {location}\r\n"));
         }
-        let index = if rel.is_empty() {
-            "index.html".to_string()
-        } else {
-            format!("{rel}/index.html")
-        };
+        let index = rel.join("index.html");
         match self.root.open(&index) {
-            Ok(opened) if !opened.meta.is_dir => return self.file(r, head, opened, "index.html"),
+            Ok(opened) if !opened.meta.is_dir => {
+                return self.serve_file(r, head, &index, opened, "index.html");
+            }
             Ok(_) | Err(OpenError::NotFound) => {}
             Err(OpenError::Forbidden) => return self.error(r, 403, ""),
             Err(OpenError::Other(_)) => return self.error(r, 500, ""),
@@ -410,10 +463,10 @@ impl HttpSession {
             Err(OpenError::Other(_)) => return self.error(r, 500, ""),
         };
         response::sort_listing(&mut entries);
-        let url_path = if rel.is_empty() {
+        let url_path = if rel.as_os_str().is_empty() {
             "/".to_string()
         } else {
-            format!("/{rel}/")
+            format!("/{}/", rel.to_string_lossy())
         };
         if head.accept_json {
             let body = response::listing_json(&url_path, &entries);
@@ -424,8 +477,32 @@ impl HttpSession {
         }
     }
 
-    fn file(&mut self, r: &Reply<'_>, head: &Head<'_>, opened: Opened, name: &str) {
-        let Opened { file, meta } = opened;
+    /// Answers with `opened`; if it changed while it was read, once more from a fresh open
+    /// (which sees the change), and a 500 if it changes again.
+    fn serve_file(
+        &mut self,
+        r: &Reply<'_>,
+        head: &Head<'_>,
+        rel: &Path,
+        opened: Opened,
+        name: &str,
+    ) {
+        if self.file(r, head, opened, name) {
+            return;
+        }
+        let served = match self.root.open(rel) {
+            Ok(again) if !again.meta.is_dir => self.file(r, head, again, name),
+            _ => false,
+        };
+        if !served {
+            self.error(r, 500, "");
+        }
+    }
+
+    /// Answers with `opened`. False, with nothing queued, when a small body did not have the
+    /// length the metadata said (the file changed after it was looked at).
+    fn file(&mut self, r: &Reply<'_>, head: &Head<'_>, opened: Opened, name: &str) -> bool {
+        let Opened { body: file, meta } = opened;
         let tag = ETag::of(&meta);
         let (modified_secs, _) = meta.mtime();
         let validators = |b: &mut Vec<u8>| {
@@ -443,8 +520,14 @@ impl HttpSession {
         };
         match evaluate(&conditions, tag.as_str(), modified_secs) {
             Precondition::Proceed => {}
-            Precondition::NotModified => return self.simple_with(r, 304, &validators, "", b""),
-            Precondition::Failed => return self.error(r, 412, ""),
+            Precondition::NotModified => {
+                self.simple_with(r, 304, &validators, "", b"");
+                return true;
+            }
+            Precondition::Failed => {
+                self.error(r, 412, "");
+                return true;
+            }
         }
         let len = meta.len;
         let plan = match head.range {
@@ -468,17 +551,16 @@ impl HttpSession {
         match plan {
             RangePlan::Unsatisfiable => {
                 self.error(r, 416, &format!("Content-Range: bytes */{len}\r\n"));
+                true
             }
-            RangePlan::Full => {
-                self.send_ranges(r, 200, &typed, &file, &[(0, len)], None);
-            }
+            RangePlan::Full => self.send_ranges(r, 200, &typed, &file, len, &[(0, len)], None),
             RangePlan::Parts(parts) if parts.len() == 1 => {
                 let (a, b) = parts[0];
                 let ranged = |buf: &mut Vec<u8>| {
                     typed(buf);
                     let _ = write!(buf, "Content-Range: bytes {a}-{b}/{len}\r\n");
                 };
-                self.send_ranges(r, 206, &ranged, &file, &[(a, b + 1 - a)], None);
+                self.send_ranges(r, 206, &ranged, &file, len, &[(a, b + 1 - a)], None)
             }
             RangePlan::Parts(parts) => {
                 self.boundary_seq += 1;
@@ -500,23 +582,27 @@ impl HttpSession {
                     .map(|&p| response::part_header(&boundary, mime, charset, p, len))
                     .collect();
                 let end = response::multipart_end(&boundary);
-                self.send_ranges(r, 206, &multi, &file, &pieces, Some((&headers, &end)));
+                let multipart = Some((&headers[..], &end[..]));
+                self.send_ranges(r, 206, &multi, &file, len, &pieces, multipart)
             }
         }
     }
 
     /// Queues a head and `(offset, len)` pieces of `file`, each preceded by its multipart
     /// header when `multipart` is given. Small bodies are read into the buffer, so head and
-    /// body leave in one write; large ones become sendfile pieces.
+    /// body leave in one write; large ones become sendfile pieces. False, with nothing
+    /// queued, when a small body was not `file_len` long when read.
+    #[allow(clippy::too_many_arguments)]
     fn send_ranges(
         &mut self,
         r: &Reply<'_>,
         status: u16,
         extra: &dyn Fn(&mut Vec<u8>),
-        file: &Arc<File>,
+        file: &Arc<dyn Body>,
+        file_len: u64,
         pieces: &[(u64, u64)],
         multipart: Option<(&[String], &str)>,
-    ) {
+    ) -> bool {
         let data: u64 = pieces.iter().map(|p| p.1).sum();
         let framing: u64 = multipart.map_or(0, |(hs, end)| {
             hs.iter().map(|h| h.len() as u64).sum::<u64>() + end.len() as u64
@@ -525,22 +611,26 @@ impl HttpSession {
         let minor = r.head.map_or(1, |h| h.minor);
         let inline = !r.is_head && body_len <= SMALL_BODY;
         let room = HEAD_ROOM + if inline { body_len as usize } else { 0 };
+        let wall = self.wall.time_at(self.now);
         let buf = self.bytes(room);
         let start = buf.len();
-        start_head(buf, status, r.keep_alive, minor);
+        start_head(buf, status, r.keep_alive, minor, wall);
         extra(buf);
         let _ = write!(
             buf,
             "Accept-Ranges: bytes\r\nContent-Length: {body_len}\r\n\r\n"
         );
-        if inline && read_pieces(buf, file, pieces, multipart).is_err() {
-            // The file shrank under us: take the head back and answer 500 instead.
+        if inline && !read_pieces(buf, &**file, file_len, pieces, multipart) {
+            // The file changed under us: take the head back.
             buf.truncate(start);
-            return self.error(r, 500, "");
+            return false;
         }
-        self.out_bytes += buf.len() - start;
+        let added = buf.len() - start;
+        self.out_bytes += added;
+        self.queued += added as u64;
         if r.is_head {
-            return self.log(r, status, 0);
+            self.log(r, status, 0);
+            return true;
         }
         if !inline {
             for (i, &(offset, len)) in pieces.iter().enumerate() {
@@ -554,6 +644,7 @@ impl HttpSession {
             }
         }
         self.log(r, status, body_len);
+        true
     }
 }
 
@@ -561,13 +652,13 @@ impl HttpSession {
 const HEAD_ROOM: usize = 512;
 
 /// Writes a status line and the headers every response has.
-fn start_head(h: &mut Vec<u8>, status: u16, keep_alive: bool, minor: u8) {
+fn start_head(h: &mut Vec<u8>, status: u16, keep_alive: bool, minor: u8, wall: SystemTime) {
     let _ = write!(
         h,
         "HTTP/1.1 {status} {}\r\nServer: plumb\r\nDate: ",
         reason(status)
     );
-    response::push_date(h);
+    response::push_date(h, wall);
     h.extend_from_slice(b"\r\n");
     if !keep_alive {
         h.extend_from_slice(b"Connection: close\r\n");
@@ -576,25 +667,47 @@ fn start_head(h: &mut Vec<u8>, status: u16, keep_alive: bool, minor: u8) {
     }
 }
 
-/// Reads small pieces (with their multipart headers) into `buf`.
+/// Reads small pieces (with their multipart headers) into `buf`. False when the file is not
+/// `file_len` long: shorter (a read ends early) or longer (a piece that ends the file asks
+/// for one byte more, in the same `pread`, and gets it), so a body never goes out under a
+/// length or validators of another version of the file.
 fn read_pieces(
     buf: &mut Vec<u8>,
-    file: &File,
+    file: &dyn Body,
+    file_len: u64,
     pieces: &[(u64, u64)],
     multipart: Option<(&[String], &str)>,
-) -> std::io::Result<()> {
+) -> bool {
     for (i, &(offset, len)) in pieces.iter().enumerate() {
         if let Some((hs, _)) = multipart {
             buf.extend_from_slice(hs[i].as_bytes());
         }
         let at = buf.len();
-        buf.resize(at + len as usize, 0);
-        file.read_exact_at(&mut buf[at..], offset)?;
+        let want = len as usize;
+        let probe = usize::from(offset + len == file_len);
+        buf.resize(at + want + probe, 0);
+        // At least one read, so an empty file that is no longer empty is seen too.
+        let mut got = 0;
+        loop {
+            match file.read_at(&mut buf[at + got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+            if got >= want {
+                break;
+            }
+        }
+        if got != want {
+            return false;
+        }
+        buf.truncate(at + want);
     }
     if let Some((_, end)) = multipart {
         buf.extend_from_slice(end.as_bytes());
     }
-    Ok(())
+    true
 }
 
 impl Session for HttpSession {
@@ -713,6 +826,10 @@ impl Session for HttpSession {
 
     fn written(&mut self, _peer: Peer, n: usize, now: Instant) {
         self.now = now;
+        self.sent += n as u64;
+        if self.unsent_logs.front().is_some_and(|l| l.end <= self.sent) {
+            self.finish_logs();
+        }
         let done = match self.out.front_mut() {
             Some(Out::Bytes { buf, pos }) => {
                 *pos += n;
@@ -784,6 +901,17 @@ impl Session for HttpSession {
         self.draining = true;
         if matches!(self.reading, Reading::Head) && !self.mid_request {
             self.finish_connection(Ending::Close);
+        }
+    }
+
+    fn closed(&mut self, now: Instant) {
+        self.now = now;
+        // Responses cut short log the part of their body that went out, not their length:
+        // a download stopped at 13.8 MB of 50 is not `200 50000000`.
+        while let Some(l) = self.unsent_logs.pop_front() {
+            let body_from = l.end - l.body_len;
+            let went = self.sent.saturating_sub(body_from).min(l.body_len);
+            self.logs.push_back(l.line.with_bytes(went));
         }
     }
 
@@ -864,7 +992,7 @@ impl HttpSession {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::FsDocroot;
+    use crate::http::docroot::{self as fs, MemBody, MemDocroot};
 
     /// What the driver saw, in order.
     #[derive(Debug, PartialEq, Eq)]
@@ -879,22 +1007,31 @@ mod tests {
     }
 
     struct Fixture {
-        _dir: tempfile::TempDir,
         root: Arc<dyn Docroot>,
         big: Vec<u8>,
     }
 
-    fn fixture() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
+    fn mem_root() -> (MemDocroot, Vec<u8>) {
         let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::write(dir.path().join("big.bin"), &big).unwrap();
-        let root = Arc::new(FsDocroot::new(dir.path(), false).unwrap());
+        let root = MemDocroot::new()
+            .file("a.txt", b"hello")
+            .file("big.bin", &big);
+        (root, big)
+    }
+
+    fn fixture() -> Fixture {
+        let (root, big) = mem_root();
         Fixture {
-            _dir: dir,
-            root,
+            root: Arc::new(root),
             big,
         }
+    }
+
+    fn wall() -> Wall {
+        Wall::new(
+            Instant::now(),
+            std::time::UNIX_EPOCH + Duration::from_secs(1_764_000_000),
+        )
     }
 
     fn session(f: &Fixture, cfg: Config) -> HttpSession {
@@ -903,6 +1040,7 @@ mod tests {
             Arc::clone(&f.root),
             "127.0.0.1:4000",
             Instant::now(),
+            wall(),
         )
     }
 
@@ -1176,6 +1314,122 @@ mod tests {
         let all = text(&run(&mut s));
         assert!(all.starts_with("HTTP/1.1 413 "), "{all}");
         assert!(!all.contains("100 Continue"));
+    }
+
+    #[test]
+    fn a_body_is_read_only_at_the_length_it_is_labelled_with() {
+        let file = MemBody::new(b"0123456789");
+        let read = |file_len: u64, pieces: &[(u64, u64)]| {
+            let mut buf = b"head".to_vec();
+            let ok = read_pieces(&mut buf, &file, file_len, pieces, None);
+            (ok, buf)
+        };
+        assert_eq!(read(10, &[(0, 10)]), (true, b"head0123456789".to_vec()));
+        assert_eq!(read(10, &[(2, 3), (8, 2)]), (true, b"head23489".to_vec()));
+        // Labelled 8 but 10 long (it grew), labelled 12 (it shrank): refused.
+        assert!(!read(8, &[(0, 8)]).0, "grew");
+        assert!(!read(8, &[(6, 2)]).0, "grew, seen by the last range");
+        assert!(!read(12, &[(0, 12)]).0, "shrank");
+        assert!(!read(0, &[(0, 0)]).0, "an empty file that grew");
+        file.rewrite(b"");
+        assert_eq!(read(0, &[(0, 0)]), (true, b"head".to_vec()));
+    }
+
+    #[test]
+    fn the_log_gives_the_body_bytes_that_went_out() {
+        let f = fixture();
+        let logs = |s: &mut HttpSession| std::iter::from_fn(|| s.take_log()).collect::<Vec<_>>();
+        // Not logged while the answer is still going out; cut short, the part that went.
+        let mut s = session(&f, Config::default());
+        s.feed(
+            Peer::Client,
+            b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n",
+            Instant::now(),
+        );
+        let Action::Write(_, head) = s.next_action() else {
+            panic!("a head first")
+        };
+        let head_len = head.len();
+        s.written(Peer::Client, head_len - 1, Instant::now());
+        assert!(logs(&mut s).is_empty());
+        s.written(Peer::Client, 1, Instant::now());
+        assert!(matches!(s.next_action(), Action::SendBody { .. }));
+        s.written(Peer::Client, 12_345, Instant::now());
+        assert!(logs(&mut s).is_empty(), "in flight: no line yet");
+        s.closed(Instant::now());
+        let l = logs(&mut s);
+        assert_eq!(l.len(), 1);
+        assert!(
+            l[0].contains("\"GET /big.bin HTTP/1.1\" 200 12345 "),
+            "{}",
+            l[0]
+        );
+
+        // Cut inside the head: no body went out.
+        let mut s = session(&f, Config::default());
+        s.feed(Peer::Client, GET_A, Instant::now());
+        let _ = s.next_action();
+        s.written(Peer::Client, 10, Instant::now());
+        s.closed(Instant::now());
+        assert!(logs(&mut s)[0].contains("\" 200 - "));
+
+        // Whole, pipelined: each line as its answer is written, with the full length.
+        let mut s = session(&f, Config::default());
+        s.feed(
+            Peer::Client,
+            &[GET_A, b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n"].concat(),
+            Instant::now(),
+        );
+        run(&mut s);
+        s.closed(Instant::now());
+        let l = logs(&mut s);
+        assert!(l[0].contains("\"GET /a.txt HTTP/1.1\" 200 5 "), "{}", l[0]);
+        assert!(
+            l[1].contains("\"GET /big.bin HTTP/1.1\" 200 100000 "),
+            "{}",
+            l[1]
+        );
+    }
+
+    /// A docroot whose first answer describes the file as it was before an edit.
+    struct StaleOnce {
+        inner: MemDocroot,
+        stale: std::sync::Mutex<Option<u64>>,
+    }
+
+    impl Docroot for StaleOnce {
+        fn open(&self, rel: &Path) -> Result<Opened, OpenError> {
+            let mut o = self.inner.open(rel)?;
+            if let Some(len) = self.stale.lock().unwrap().take() {
+                o.meta.len = len;
+            }
+            Ok(o)
+        }
+        fn list(&self, rel: &Path, hidden: bool) -> Result<Vec<fs::ListEntry>, OpenError> {
+            self.inner.list(rel, hidden)
+        }
+    }
+
+    #[test]
+    fn a_file_that_changed_after_its_metadata_is_opened_again() {
+        for (stale, want) in [(3, "hello"), (8, "hello")] {
+            let root = StaleOnce {
+                inner: mem_root().0,
+                stale: std::sync::Mutex::new(Some(stale)),
+            };
+            let mut s = HttpSession::new(
+                Arc::new(Config::default()),
+                Arc::new(root),
+                "-",
+                Instant::now(),
+                wall(),
+            );
+            s.feed(Peer::Client, GET_A, Instant::now());
+            let all = text(&run(&mut s));
+            assert!(all.starts_with("HTTP/1.1 200 "), "{all}");
+            assert!(all.contains("Content-Length: 5\r\n"), "{all}");
+            assert!(all.ends_with(&format!("\r\n\r\n{want}")), "{all}");
+        }
     }
 
     #[test]
