@@ -383,7 +383,18 @@ fn access_log_on_a_terminal_is_batched_and_complete() {
         .stderr(Stdio::null())
         .spawn()
         .expect("script");
+    // However the test ends, script and the plumb under it end too.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            for pid in process_tree(self.0.id() as i32).into_iter().rev() {
+                let _ = plumb_sys::kill(pid, plumb_sys::signal::SIGKILL);
+            }
+            let _ = self.0.wait();
+        }
+    }
     let out = script.stdout.take().unwrap();
+    let mut script = Reap(script);
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
@@ -400,7 +411,7 @@ fn access_log_on_a_terminal_is_batched_and_complete() {
             break a;
         }
     };
-    let pid = *children_of(script.id() as i32)
+    let pid = *children_of(script.0.id() as i32)
         .first()
         .expect("plumb under script");
     // The log thread starts just after the `listening on` line.
@@ -440,7 +451,7 @@ fn access_log_on_a_terminal_is_batched_and_complete() {
     plumb_sys::kill(pid, plumb_sys::signal::SIGTERM).unwrap();
     let deadline = Instant::now() + DEADLINE;
     let status = loop {
-        if let Some(st) = script.try_wait().unwrap() {
+        if let Some(st) = script.0.try_wait().unwrap() {
             break st;
         }
         assert!(Instant::now() < deadline, "plumb under script did not exit");
