@@ -66,7 +66,7 @@ pub struct ServerArgs {
     /// Concurrency model.
     #[arg(short, long, value_enum, default_value_t = Model::Event)]
     pub model: Model,
-    /// Worker processes (prefork) or event loops (event).
+    /// Worker processes (prefork) or event loops (event), at most 1024.
     #[arg(long, value_name = "N", default_value_t = default_workers())]
     pub workers: usize,
     /// Worker threads (pool).

@@ -104,16 +104,21 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
             Some(&banner),
         );
     }
-    let meta = std::fs::metadata(&args.dir)
-        .map_err(|e| usage(format!("cannot serve {}: {e}", args.dir.display())))?;
+    let cannot = |e: std::io::Error| {
+        usage(format!(
+            "cannot serve {}: {}",
+            args.dir.display(),
+            crate::net::words(&e)
+        ))
+    };
+    let meta = std::fs::metadata(&args.dir).map_err(cannot)?;
     if !meta.is_dir() {
         return Err(usage(format!(
             "cannot serve {}: not a directory",
             args.dir.display()
         )));
     }
-    let root = FsDocroot::new(&args.dir, args.follow_symlinks)
-        .map_err(|e| usage(format!("cannot serve {}: {e}", args.dir.display())))?;
+    let root = FsDocroot::new(&args.dir, args.follow_symlinks).map_err(cannot)?;
     for (name, v) in [
         ("--max-header-bytes", args.max_header_bytes),
         ("--max-uri-bytes", args.max_uri_bytes),
