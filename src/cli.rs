@@ -115,19 +115,25 @@ pub const MAX_WORKERS: usize = 1024;
 pub const MAX_THREADS: usize = 4096;
 
 /// Descriptors kept free of connections: the listeners, the logs, the shutdown pipes, the
-/// event loops' epoll descriptors, the file cache's open files (up to
-/// [`crate::services::file_cache::MAX_ENTRIES`]).
-const RESERVED_FDS: u64 = 64 + crate::services::file_cache::MAX_ENTRIES as u64;
+/// event loops' epoll descriptors.
+const RESERVED_FDS: u64 = 64;
 
 /// The default `--max-connections`: what the descriptor limit allows, at most 1024 where
 /// each connection costs a thread or a process, and never so many that connections alone
 /// exhaust the descriptors (a relay to its own address would otherwise loop until they are).
+/// A relay needs two per connection; the HTTP file cache keeps up to a quarter of the limit
+/// (at most [`crate::services::file_cache::MAX_ENTRIES`]) open files of its own.
 fn default_max_connections(model: Model, service: &dyn Service) -> usize {
-    let per_connection = if service.upstream().is_some() { 2 } else { 1 };
     let (soft, hard) = plumb_sys::nofile_limit().unwrap_or((1024, 1024));
     // The event model raises its soft limit to the hard one; the others keep theirs.
     let limit = if model == Model::Event { hard } else { soft };
-    let budget = (limit.saturating_sub(RESERVED_FDS) / per_connection).max(16);
+    let cache = if service.name() == "http" {
+        (limit / 4).min(crate::services::file_cache::MAX_ENTRIES as u64)
+    } else {
+        0
+    };
+    let per_connection = if service.upstream().is_some() { 2 } else { 1 };
+    let budget = (limit.saturating_sub(RESERVED_FDS + cache) / per_connection).max(16);
     let budget = usize::try_from(budget).unwrap_or(usize::MAX);
     match model {
         Model::Event => budget,

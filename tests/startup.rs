@@ -508,3 +508,54 @@ fn access_log_file_is_flushed_while_running_and_at_exit() {
         assert!(complete(6), "{model}: at exit");
     }
 }
+
+/// With no --max-connections, a relay under a low descriptor limit (128) holds at most what
+/// the limit allows (two per connection) and never runs out of descriptors: more clients
+/// wait in the backlog and are served once others leave.
+#[test]
+fn default_cap_keeps_a_relay_within_its_descriptors() {
+    let echo = Server::start(&["echo", "--listen", "127.0.0.1:0", "--model", "thread", "-q"]);
+    for model in [Model::Event, Model::Thread, Model::Pool] {
+        let cmd = format!(
+            "ulimit -n 128 && exec {PLUMB} relay --listen 127.0.0.1:0 --to {} --model {model} --workers 1 --threads 4 --grace 0.2",
+            echo.addr()
+        );
+        let mut child = Command::new("sh")
+            .args(["-c", &cmd])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let addr = loop {
+            let mut line = String::new();
+            assert!(err.read_line(&mut line).unwrap() > 0, "{model}: no start");
+            if let Some(a) = plumb::net::parse_listening_line(line.trim()) {
+                break a.to_string();
+            }
+        };
+        let mut held: Vec<Stream> = (0..80)
+            .map(|_| {
+                let mut c = connect(&addr);
+                c.write_all(b"x").unwrap();
+                c
+            })
+            .collect();
+        let fds = settled(Duration::from_millis(500), || open_fds(pid));
+        assert!(fds <= 128, "{model}: {fds} descriptors");
+        // The first clients are relayed; the rest wait their turn.
+        let mut b = [0u8; 1];
+        std::io::Read::read_exact(&mut held[0], &mut b).unwrap();
+        held.clear();
+        let mut c = connect(&addr);
+        send_and_shutdown(&mut c, b"after");
+        assert_eq!(read_to_end(&mut c), b"after", "{model}");
+        plumb_sys::kill(pid, plumb_sys::signal::SIGTERM).unwrap();
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+        let st = child.wait().unwrap();
+        assert!(st.success(), "{model}: {rest}");
+        assert!(!rest.contains("out of file descriptors"), "{model}: {rest}");
+    }
+    echo.stop();
+}
