@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# plumb ipc side by side with the C reference programs (../shared/bench/ipc: pingpong.c, bw.c)
+# plumb ipc side by side with the C reference programs (scripts/ipc: pingpong.c, bw.c)
 # on the same settings: the same channels (two pipes, a UNIX stream socketpair, TCP over
 # 127.0.0.1 with TCP_NODELAY), 1-byte round trips, 64 KiB writes, the same pinning ("cross":
 # parent on CPU 0, child on CPU 1; "same": both on CPU 0; plus cross with busy-polling), the
@@ -12,7 +12,7 @@
 # Environment: ITERS / ITERS_CROSS (round trips per run; default 100000, and 20000 for the
 # cross-CPU rows that sleep), BW_MIB_SAME / BW_MIB_CROSS (MiB per bandwidth run on one CPU /
 # across CPUs; default 2048 / 256), BUDGET (seconds), CREF (the C sources; default
-# ../shared/bench/ipc beside the repository), PLUMB (the binary; default target/release/plumb,
+# scripts/ipc in the repository), PLUMB (the binary; default target/release/plumb,
 # built if missing).
 set -eu -o pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,7 +24,7 @@ ITERS_CROSS=${ITERS_CROSS:-20000}
 # (a 25 ms run is at the mercy of one preemption by anything else on the machine).
 BW_MIB_SAME=${BW_MIB_SAME:-2048}
 BW_MIB_CROSS=${BW_MIB_CROSS:-256}
-CREF=${CREF:-$ROOT/../shared/bench/ipc}
+CREF=${CREF:-$ROOT/scripts/ipc}
 PLUMB=${PLUMB:-$ROOT/target/release/plumb}
 BUILD=$(mktemp -d /tmp/plumb-ipc-vs-c.XXXXXX)
 trap 'rm -rf "$BUILD"' EXIT

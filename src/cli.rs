@@ -3,7 +3,7 @@
 //! are `plumb::usage`.
 
 use clap::{Parser, Subcommand};
-use plumb::server::ServerArgs;
+use plumb::server::{ECHO_LISTEN, RELAY_LISTEN, SERVE_LISTEN, ServerArgs, listen_help};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -11,7 +11,7 @@ use plumb::server::ServerArgs;
     args_override_self = true,
     version,
     about = "Pipes, sockets and servers: echo, relay, connect and a static HTTP server under every concurrency model, plus the instruments to measure them.",
-    after_help = "Examples:\n  plumb echo --listen 127.0.0.1:7007 --model fork\n  plumb connect 127.0.0.1:7007 < file\n  plumb relay --listen :8081 --to unix:/run/app.sock\n\nRun 'plumb COMMAND --help' for the options of a command."
+    after_help = "Examples:\n  plumb serve ./site                       serve ./site on http://127.0.0.1:8080/\n  plumb echo --listen 127.0.0.1:7007 --model fork\n  plumb connect 127.0.0.1:7007 < file\n  plumb relay --listen :8081 --to unix:/run/app.sock\n  plumb bench http://127.0.0.1:8080/ -c 64 -d 10\n\nDefault addresses: serve 127.0.0.1:8080, echo 127.0.0.1:7007, relay 127.0.0.1:8081.\nRun 'plumb COMMAND --help' for the options of a command."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -21,14 +21,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a directory over HTTP/1.1 (static files, listings, ranges), or proxy with --proxy.
+    #[command(mut_arg("listen", |a| a.help(listen_help(SERVE_LISTEN))))]
     Serve(plumb::serve::Args),
     /// Echo every byte back (TCP or UNIX socket).
     #[command(
+        mut_arg("listen", |a| a.help(listen_help(ECHO_LISTEN))),
         after_help = "Examples:\n  plumb echo --listen 127.0.0.1:7007\n  plumb echo --listen '[::1]:7007' --listen unix:/tmp/echo.sock --model prefork --workers 4\n  plumb echo --listen :0 --model pool --threads 8 --log -"
     )]
     Echo(EchoArgs),
     /// Relay bytes between each client and a new connection to an upstream (a proxy).
     #[command(
+        mut_arg("listen", |a| a.help(listen_help(RELAY_LISTEN))),
         after_help = "Examples:\n  plumb relay --listen 127.0.0.1:8081 --to 127.0.0.1:8080\n  plumb relay --listen :8081 --to unix:/run/app.sock   (expose a UNIX socket on TCP)"
     )]
     Relay(RelayArgs),

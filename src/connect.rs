@@ -16,7 +16,7 @@ use crate::net::{Addr, Stream};
 pub struct Args {
     /// Where to connect: HOST:PORT, [V6]:PORT or unix:/PATH.
     pub addr: String,
-    /// Give up connecting after this many seconds.
+    /// Give up connecting after this many seconds (more than 0).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub timeout: f64,
 }
@@ -28,6 +28,10 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<i32> {
     let addr = Addr::parse(&args.addr, None).map_err(crate::usage::usage)?;
     let timeout = crate::usage::seconds("--timeout", args.timeout)?;
+    if timeout.is_zero() {
+        // A connect that may take no time at all cannot succeed; say so as the usage error it is.
+        return Err(crate::usage::usage("--timeout must be more than 0 seconds"));
+    }
     let mut sock =
         Stream::connect(&addr, Some(timeout)).with_context(|| "cannot connect".to_string())?;
     let writer = sock.try_clone().context("dup socket")?;

@@ -2,10 +2,10 @@
 //! one line on stderr and an exit code (2 for usage errors, 1 for runtime errors).
 #![forbid(unsafe_code)]
 
+mod cli;
+
 use std::process::ExitCode;
 use std::sync::Arc;
-
-mod cli;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -19,9 +19,23 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // --help and --version print to stdout and succeed; real errors exit 2.
+            use clap::error::ErrorKind;
+            // --help and --version print to stdout and succeed; real errors exit 2, in one
+            // line like every other error (clap's usage block and tips are left out).
             let code = e.exit_code();
-            let _ = e.print();
+            match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                }
+                _ => {
+                    let text = e.render().to_string();
+                    let first = text.lines().next().unwrap_or("invalid command line");
+                    let first = first.strip_prefix("error: ").unwrap_or(first);
+                    eprintln!("plumb: {first} (see --help)");
+                }
+            }
             return ExitCode::from(code as u8);
         }
     };
@@ -42,15 +56,25 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
     match cmd {
         Command::Serve(a) => plumb::serve::run(&a),
         Command::Echo(a) => {
-            plumb::server::run_server(&a.server, "127.0.0.1:7007", Arc::new(EchoService), None)
+            let echo = Arc::new(EchoService);
+            plumb::server::run_server(&a.server, plumb::server::ECHO_LISTEN, echo, None, None)
         }
         Command::Relay(a) => {
-            let upstream = Addr::parse(&a.to, None).map_err(plumb::usage::usage)?;
+            let upstream =
+                Addr::parse(&a.to, None).map_err(|e| plumb::usage::usage(format!("--to: {e}")))?;
+            let upstream_shown = upstream.to_string();
             let service = RelayService {
                 upstream,
                 on_failure: OnConnectFailure::Close,
             };
-            plumb::server::run_server(&a.server, "127.0.0.1:8081", Arc::new(service), None)
+            let banner = |at: &str| format!("relaying {at} to {upstream_shown}");
+            plumb::server::run_server(
+                &a.server,
+                plumb::server::RELAY_LISTEN,
+                Arc::new(service),
+                None,
+                Some(&banner),
+            )
         }
         Command::Connect(a) => plumb::connect::run(&a),
         Command::Ipc(a) => plumb_instruments::ipc::run(&a),

@@ -58,6 +58,11 @@ impl Addr {
         if s.is_empty() {
             return Err(bad("empty"));
         }
+        if let Some(addr) = address_in_url(s) {
+            return Err(bad(&format!(
+                "a URL where an address is expected; use {addr}"
+            )));
+        }
         let parse_port = |p: &str| -> Result<u16, AddrError> {
             p.parse::<u16>()
                 .map_err(|_| bad("port must be a number from 0 to 65535"))
@@ -133,6 +138,33 @@ impl Addr {
             }
         }
     }
+}
+
+/// The `HOST:PORT` a URL such as `http://127.0.0.1:8080/` names (the scheme's port when it
+/// has none), so the error can say what to type instead; `None` when `s` is no URL.
+fn address_in_url(s: &str) -> Option<String> {
+    let (scheme, rest) = s.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let has_port = match authority.rsplit_once(':') {
+        Some((host, port)) => {
+            !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']'))
+        }
+        None => false,
+    };
+    if authority.is_empty() {
+        return Some("HOST:PORT".into());
+    }
+    if has_port {
+        return Some(authority.to_string());
+    }
+    let port = match scheme.to_ascii_lowercase().as_str() {
+        "https" | "wss" => 443,
+        _ => 80,
+    };
+    Some(format!("{authority}:{port}"))
 }
 
 fn check_host(host: &str) -> Result<(), &'static str> {
@@ -212,17 +244,23 @@ pub struct BindOptions {
 impl Listener {
     /// Binds and listens. TCP names resolve with getaddrinfo and the first address that binds
     /// wins. A UNIX path whose socket file is stale (nobody accepts on it) is replaced; a live
-    /// one is an error.
+    /// one is an error. With `reuse_port` the port is first claimed (see [`claim_port`]), so
+    /// a port another server holds is refused even when that server uses SO_REUSEPORT too.
     ///
     /// # Errors
-    /// Resolution, bind (address in use, permission denied) and listen failures, with the
-    /// address in the message.
+    /// Resolution, bind (address in use, permission denied) and listen failures, in words
+    /// and without the address (the caller names it once).
     pub fn bind(addr: &Addr, opts: BindOptions) -> io::Result<Listener> {
         match addr {
             Addr::Tcp { .. } => {
                 let mut last = None;
                 for sa in addr.resolve()? {
-                    match bind_tcp(sa, opts) {
+                    let claimed = if opts.reuse_port {
+                        claim_port(sa)
+                    } else {
+                        Ok(sa)
+                    };
+                    match claimed.and_then(|sa| bind_tcp(sa, opts)) {
                         Ok(l) => return Ok(Listener::Tcp(l)),
                         Err(e) => last = Some(e),
                     }
@@ -259,6 +297,22 @@ impl Listener {
                 .map(|a| a.to_string())
                 .unwrap_or_else(|_| "?".into()),
             Listener::Unix(_, p) => format!("unix:{}", p.path.display()),
+        }
+    }
+
+    /// The bound IP address and port of a TCP listener.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Unix(..) => None,
+        }
+    }
+
+    /// The socket file of a UNIX listener.
+    pub fn unix_path(&self) -> Option<&Path> {
+        match self {
+            Listener::Tcp(_) => None,
+            Listener::Unix(_, p) => Some(&p.path),
         }
     }
 
@@ -316,7 +370,29 @@ impl AsRawFd for Listener {
     }
 }
 
-fn bind_tcp(sa: SocketAddr, opts: BindOptions) -> io::Result<TcpListener> {
+/// Checks that nobody holds `sa` by binding it once *without* SO_REUSEPORT, and returns it
+/// with the port that bind got (the real one when port 0 was asked for).
+///
+/// SO_REUSEPORT lets every socket that sets it (same user) bind a port together, so a second
+/// server with it would silently share a port the first one holds, the kernel splitting
+/// connections between them. The event model needs the option for its own loops, and Linux
+/// refuses a SO_REUSEPORT socket beside one without it, so the first real socket cannot
+/// simply go without. This probe sets only SO_REUSEADDR (a connection in TIME_WAIT does not
+/// count as holding the port) and fails with "address in use" when any socket listens there,
+/// SO_REUSEPORT or not. It is closed before the real bind: in the microseconds between, a
+/// second plumb (of the same user, also with SO_REUSEPORT) could still slip in beside us;
+/// anyone else, and anyone later, is refused.
+fn claim_port(sa: SocketAddr) -> io::Result<SocketAddr> {
+    let probe = tcp_socket(sa, BindOptions { reuse_port: false })?;
+    probe.bind(&sa.into()).map_err(in_words)?;
+    let bound = probe
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("a TCP socket without an IP address"))?;
+    Ok(SocketAddr::new(sa.ip(), bound.port()))
+}
+
+fn tcp_socket(sa: SocketAddr, opts: BindOptions) -> io::Result<Socket> {
     let sock = Socket::new(Domain::for_address(sa), Type::STREAM.cloexec(), None)?;
     sock.set_reuse_address(true)?;
     if opts.reuse_port {
@@ -326,41 +402,44 @@ fn bind_tcp(sa: SocketAddr, opts: BindOptions) -> io::Result<TcpListener> {
         // `[::]` means IPv6 only, so `0.0.0.0` can be bound beside it on the same port.
         sock.set_only_v6(true)?;
     }
-    sock.bind(&sa.into())
-        .map_err(|e| annotate(e, &sa.to_string()))?;
-    sock.listen(BACKLOG)?;
+    Ok(sock)
+}
+
+fn bind_tcp(sa: SocketAddr, opts: BindOptions) -> io::Result<TcpListener> {
+    let sock = tcp_socket(sa, opts)?;
+    sock.bind(&sa.into()).map_err(in_words)?;
+    sock.listen(BACKLOG).map_err(in_words)?;
     Ok(sock.into())
 }
 
 fn bind_unix(path: &Path) -> io::Result<Listener> {
     use std::os::unix::fs::MetadataExt;
-    let shown = path.display().to_string();
     let listener = match UnixListener::bind(path) {
         Ok(l) => l,
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-            let meta = std::fs::symlink_metadata(path).map_err(|e| annotate(e, &shown))?;
+            let meta = std::fs::symlink_metadata(path).map_err(in_words)?;
             if !meta.file_type().is_socket() {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
-                    format!("unix:{shown}: a file that is not a socket is in the way"),
+                    "a file that is not a socket is in the way",
                 ));
             }
             match UnixStream::connect(path) {
                 Ok(_) => {
                     return Err(io::Error::new(
                         io::ErrorKind::AddrInUse,
-                        format!("unix:{shown}: address in use (a server is listening on it)"),
+                        "address in use (a server is listening on it)",
                     ));
                 }
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                     // Stale: left behind by a server that died without cleaning up.
-                    std::fs::remove_file(path).map_err(|e| annotate(e, &shown))?;
-                    UnixListener::bind(path).map_err(|e| annotate(e, &shown))?
+                    std::fs::remove_file(path).map_err(in_words)?;
+                    UnixListener::bind(path).map_err(in_words)?
                 }
-                Err(e) => return Err(annotate(e, &shown)),
+                Err(e) => return Err(in_words(e)),
             }
         }
-        Err(e) => return Err(annotate(e, &format!("unix:{shown}"))),
+        Err(e) => return Err(in_words(e)),
     };
     let ino = std::fs::symlink_metadata(path)
         .map(|m| m.ino())
@@ -379,15 +458,38 @@ fn bind_unix(path: &Path) -> io::Result<Listener> {
     ))
 }
 
-/// Prefixes an OS error with the address it concerns, keeping its kind.
-fn annotate(e: io::Error, what: &str) -> io::Error {
-    let msg = match e.kind() {
-        io::ErrorKind::AddrInUse => "address in use".to_string(),
-        io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        io::ErrorKind::AddrNotAvailable => "address not available on this machine".to_string(),
-        _ => e.to_string(),
+/// An OS error in words, the way every other message reads: "no such file or directory",
+/// not "No such file or directory (os error 2)".
+pub fn words(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => return "address in use".into(),
+        io::ErrorKind::PermissionDenied => return "permission denied".into(),
+        io::ErrorKind::AddrNotAvailable => return "address not available on this machine".into(),
+        _ => {}
+    }
+    let s = e.to_string();
+    let s = match s.rfind(" (os error ") {
+        Some(i) if s.ends_with(')') => &s[..i],
+        _ => &s,
     };
-    io::Error::new(e.kind(), format!("{what}: {msg}"))
+    let mut chars = s.chars();
+    match chars.next() {
+        // Only the OS's own capital ("No such file"), not an acronym ("TLS ...").
+        Some(c) if c.is_ascii_uppercase() && chars.next().is_some_and(|n| n.is_lowercase()) => {
+            c.to_ascii_lowercase().to_string() + &s[1..]
+        }
+        _ => s.to_string(),
+    }
+}
+
+/// The error in words, keeping its kind.
+fn in_words(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), words(&e))
+}
+
+/// Prefixes an OS error (in words) with the address it concerns, keeping its kind.
+fn annotate(e: io::Error, what: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {}", words(&e)))
 }
 
 /// A connected stream socket, TCP or UNIX.
@@ -607,6 +709,43 @@ mod tests {
         for (line, want) in cases {
             assert_eq!(parse_listening_line(line), *want, "{line:?}");
         }
+    }
+
+    #[test]
+    fn urls_say_which_address_to_use() {
+        let cases = [
+            ("http://127.0.0.1:8080/", "use 127.0.0.1:8080"),
+            ("http://localhost/", "use localhost:80"),
+            ("https://example.org/x", "use example.org:443"),
+            ("http://[::1]:81/", "use [::1]:81"),
+        ];
+        for (s, want) in cases {
+            let e = Addr::parse(s, None).unwrap_err().to_string();
+            assert!(e.contains("a URL where an address is expected"), "{s}: {e}");
+            assert!(e.ends_with(want), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn os_errors_read_as_words() {
+        let e = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(words(&e), "no such file or directory");
+        assert_eq!(words(&io::Error::other("TLS handshake")), "TLS handshake");
+        assert_eq!(
+            words(&io::Error::from_raw_os_error(libc::EADDRINUSE)),
+            "address in use"
+        );
+    }
+
+    #[test]
+    fn a_held_port_is_refused_even_with_reuse_port() {
+        let opts = BindOptions { reuse_port: true };
+        let first = Listener::bind(&Addr::parse("127.0.0.1:0", None).unwrap(), opts).unwrap();
+        let addr = Addr::parse(&first.local_addr(), None).unwrap();
+        let e = Listener::bind(&addr, opts).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+        // The holder itself can still add loops on it.
+        first.reuse_port_clone().unwrap();
     }
 
     #[test]

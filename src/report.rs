@@ -8,13 +8,13 @@
 //! though they share one pipe.
 
 use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// One event worth logging.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,22 +124,42 @@ impl LogTarget {
         }
     }
 
-    fn open(&self) -> io::Result<Box<dyn Write + Send>> {
+    /// Opens the target for appending; the flag says whether it is a terminal.
+    fn open(&self) -> io::Result<(Box<dyn Write + Send>, bool)> {
         Ok(match self {
-            LogTarget::Stderr => Box::new(io::stderr()),
-            LogTarget::Stdout => Box::new(io::stdout()),
-            LogTarget::File(p) => Box::new(
-                OpenOptions::new()
+            LogTarget::Stderr => (Box::new(io::stderr()), io::stderr().is_terminal()),
+            LogTarget::Stdout => (Box::new(io::stdout()), io::stdout().is_terminal()),
+            LogTarget::File(p) => {
+                let f = OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(p)
                     .map_err(|e| {
-                        io::Error::new(e.kind(), format!("cannot open log {}: {e}", p.display()))
-                    })?,
-            ),
+                        io::Error::new(
+                            e.kind(),
+                            format!("cannot open log {}: {}", p.display(), crate::net::words(&e)),
+                        )
+                    })?;
+                let tty = f.is_terminal();
+                (Box::new(f), tty)
+            }
         })
     }
+
+    /// Checks at start-up, before the server says it listens, that the log can be opened
+    /// (the models open it again when they start).
+    ///
+    /// # Errors
+    /// A file that cannot be created or appended to, in one line with its path.
+    pub fn check(&self) -> io::Result<()> {
+        self.open().map(drop)
+    }
 }
+
+/// How often a log written to a terminal is flushed. A terminal is slow to write to, and an
+/// access log flushed per batch there (a `write` per request at low concurrency) halved the
+/// server's throughput; buffered, the screen still follows within a tenth of a second.
+pub const TERMINAL_FLUSH: Duration = Duration::from_millis(100);
 
 /// What to log where.
 #[derive(Debug, Clone, Default)]
@@ -150,6 +170,8 @@ pub struct LogConfig {
     pub access: Option<LogTarget>,
     /// Suppress per-connection error lines and the summary.
     pub quiet: bool,
+    /// The service has requests (HTTP access records): the summary counts them.
+    pub requests: bool,
 }
 
 /// Totals printed at shutdown.
@@ -166,6 +188,10 @@ pub struct Collector {
     connections: Option<io::BufWriter<Box<dyn Write + Send>>>,
     access: Option<io::BufWriter<Box<dyn Write + Send>>>,
     quiet: bool,
+    requests: bool,
+    /// A log goes to a terminal: flush it on a timer, not per batch.
+    terminal: bool,
+    last_flush: Instant,
     summary: Summary,
     partial: Vec<u8>,
 }
@@ -176,15 +202,26 @@ impl Collector {
     /// # Errors
     /// A log file that cannot be opened for appending.
     pub fn new(cfg: &LogConfig) -> io::Result<Collector> {
-        let open = |t: &Option<LogTarget>| -> io::Result<_> {
+        let mut terminal = false;
+        let mut open = |t: &Option<LogTarget>| -> io::Result<_> {
             t.as_ref()
-                .map(|t| t.open().map(|w| io::BufWriter::with_capacity(32 * 1024, w)))
+                .map(|t| {
+                    t.open().map(|(w, tty)| {
+                        terminal |= tty;
+                        io::BufWriter::with_capacity(32 * 1024, w)
+                    })
+                })
                 .transpose()
         };
+        let connections = open(&cfg.connections)?;
+        let access = open(&cfg.access)?;
         Ok(Collector {
-            connections: open(&cfg.connections)?,
-            access: open(&cfg.access)?,
+            connections,
+            access,
             quiet: cfg.quiet,
+            requests: cfg.requests,
+            terminal,
+            last_flush: Instant::now(),
             summary: Summary::default(),
             partial: Vec::new(),
         })
@@ -248,7 +285,16 @@ impl Collector {
         self.flush();
     }
 
+    /// After a batch of records: files and pipes are flushed at once (a reader sees every
+    /// line as soon as the queue is empty), a terminal at most every [`TERMINAL_FLUSH`].
+    pub fn flush_batch(&mut self) {
+        if !self.terminal || self.last_flush.elapsed() >= TERMINAL_FLUSH {
+            self.flush();
+        }
+    }
+
     pub fn flush(&mut self) {
+        self.last_flush = Instant::now();
         for w in [&mut self.connections, &mut self.access]
             .into_iter()
             .flatten()
@@ -261,13 +307,30 @@ impl Collector {
     pub fn finish(mut self) -> Summary {
         self.flush();
         if !self.quiet {
-            let s = self.summary;
-            eprintln!(
-                "plumb: served {} connections, {} requests, {} bytes in, {} bytes out",
-                s.connections, s.requests, s.bytes_in, s.bytes_out
-            );
+            eprintln!("plumb: {}", self.summary_line());
         }
         self.summary
+    }
+
+    /// "served 1 connection, 3 requests, ...": requests only for a service that has them.
+    fn summary_line(&self) -> String {
+        let s = self.summary;
+        let mut parts = vec![count(s.connections, "connection")];
+        if self.requests {
+            parts.push(count(s.requests, "request"));
+        }
+        parts.push(format!("{} in", count(s.bytes_in, "byte")));
+        parts.push(format!("{} out", count(s.bytes_out, "byte")));
+        format!("served {}", parts.join(", "))
+    }
+}
+
+/// "1 connection", "2 connections".
+fn count(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 
@@ -285,16 +348,17 @@ impl CollectorThread {
             .name("plumb-log".into())
             .spawn(move || {
                 loop {
-                    match rx.recv_timeout(Duration::from_millis(200)) {
+                    match rx.recv_timeout(TERMINAL_FLUSH) {
                         Ok(r) => {
                             collector.handle(r);
                             // Batch: write everything queued, flush once the queue is empty.
                             while let Ok(r) = rx.try_recv() {
                                 collector.handle(r);
                             }
-                            collector.flush();
+                            collector.flush_batch();
                         }
-                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        // Quiet for a while: what a terminal log holds goes out now.
+                        Err(mpsc::RecvTimeoutError::Timeout) => collector.flush(),
                         Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     }
                 }
@@ -338,6 +402,31 @@ mod tests {
     fn long_records_fit_one_atomic_pipe_write() {
         let r = Record::Access("x".repeat(10_000));
         assert_eq!(r.encode().len(), plumb_sys::PIPE_BUF);
+    }
+
+    #[test]
+    fn summaries_count_in_words() {
+        let mut c = Collector::new(&LogConfig {
+            quiet: true,
+            ..Default::default()
+        })
+        .unwrap();
+        c.summary = Summary {
+            connections: 1,
+            bytes_in: 1,
+            bytes_out: 2,
+            requests: 0,
+        };
+        assert_eq!(
+            c.summary_line(),
+            "served 1 connection, 1 byte in, 2 bytes out"
+        );
+        c.requests = true;
+        c.summary.connections = 0;
+        assert_eq!(
+            c.summary_line(),
+            "served 0 connections, 0 requests, 1 byte in, 2 bytes out"
+        );
     }
 
     #[test]

@@ -32,8 +32,9 @@ pub struct Args {
     #[arg(value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
     /// Relay every connection to ADDR instead of serving files (HOST:PORT or unix:/PATH);
-    /// clients get 502 Bad Gateway when ADDR cannot be reached.
-    #[arg(long, value_name = "ADDR")]
+    /// clients get 502 Bad Gateway when ADDR cannot be reached. The bytes pass through
+    /// untouched, so DIR and the file and HTTP options cannot be given with it.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = FILE_OPTIONS)]
     pub proxy: Option<String>,
     /// Serve symlinks that point outside DIR (by default they are refused with 403).
     #[arg(long)]
@@ -69,7 +70,22 @@ pub struct Args {
     pub server: ServerArgs,
 }
 
-const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// What only the file server reads: with `--proxy` each would be silently ignored, so clap
+/// refuses them beside it (exit 2).
+const FILE_OPTIONS: [&str; 10] = [
+    "dir",
+    "follow_symlinks",
+    "hidden",
+    "header_timeout",
+    "keepalive_timeout",
+    "max_requests",
+    "max_header_bytes",
+    "max_uri_bytes",
+    "file_cache_valid",
+    "access_log",
+];
+
+const DEFAULT_LISTEN: &str = server::SERVE_LISTEN;
 
 /// Runs `plumb serve`.
 ///
@@ -78,22 +94,34 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub fn run(args: &Args) -> anyhow::Result<i32> {
     if let Some(proxy) = &args.proxy {
         let upstream = Addr::parse(proxy, None).map_err(|e| usage(format!("--proxy: {e}")))?;
+        let banner = |at: &str| format!("proxying {} to {upstream}", url(at));
         let service = RelayService {
-            upstream,
+            upstream: upstream.clone(),
             on_failure: OnConnectFailure::BadGateway,
         };
-        return server::run_server(&args.server, DEFAULT_LISTEN, Arc::new(service), None);
+        return server::run_server(
+            &args.server,
+            DEFAULT_LISTEN,
+            Arc::new(service),
+            None,
+            Some(&banner),
+        );
     }
-    let meta = std::fs::metadata(&args.dir)
-        .map_err(|e| usage(format!("cannot serve {}: {e}", args.dir.display())))?;
+    let cannot = |e: std::io::Error| {
+        usage(format!(
+            "cannot serve {}: {}",
+            args.dir.display(),
+            crate::net::words(&e)
+        ))
+    };
+    let meta = std::fs::metadata(&args.dir).map_err(cannot)?;
     if !meta.is_dir() {
         return Err(usage(format!(
             "cannot serve {}: not a directory",
             args.dir.display()
         )));
     }
-    let root = FsDocroot::new(&args.dir, args.follow_symlinks)
-        .map_err(|e| usage(format!("cannot serve {}: {e}", args.dir.display())))?;
+    let root = FsDocroot::new(&args.dir, args.follow_symlinks).map_err(cannot)?;
     for (name, v) in [
         ("--max-header-bytes", args.max_header_bytes),
         ("--max-uri-bytes", args.max_uri_bytes),
@@ -130,7 +158,24 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
             seconds("--file-cache-valid", args.file_cache_valid)?,
         )),
     };
-    server::run_server(&args.server, DEFAULT_LISTEN, Arc::new(service), access)
+    let dir = args.dir.display().to_string();
+    let banner = |at: &str| format!("serving {dir} on {}", url(at));
+    server::run_server(
+        &args.server,
+        DEFAULT_LISTEN,
+        Arc::new(service),
+        access,
+        Some(&banner),
+    )
+}
+
+/// Where a browser or curl reaches a listener: `http://127.0.0.1:8080/`, and for a UNIX
+/// socket the curl command line (browsers cannot open one).
+fn url(listening: &str) -> String {
+    match listening.strip_prefix("unix:") {
+        Some(path) => format!("{listening} (curl --unix-socket {path} http://localhost/)"),
+        None => format!("http://{listening}/"),
+    }
 }
 
 fn nonzero(name: &str, v: f64) -> anyhow::Result<std::time::Duration> {

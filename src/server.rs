@@ -20,7 +20,7 @@ pub struct ServerArgs {
     /// Concurrency model.
     #[arg(short, long, value_enum, default_value_t = Model::Event)]
     pub model: Model,
-    /// Worker processes (prefork) or event loops (event).
+    /// Worker processes (prefork) or event loops (event), at most 1024.
     #[arg(long, value_name = "N", default_value_t = default_workers())]
     pub workers: usize,
     /// Worker threads (pool).
@@ -30,9 +30,11 @@ pub struct ServerArgs {
     /// kernel backlog.
     #[arg(long, value_name = "N", default_value_t = 128)]
     pub queue: usize,
-    /// Most concurrent connections (thread model).
-    #[arg(long, value_name = "N", default_value_t = 1024)]
-    pub max_connections: usize,
+    /// Most connections open at once, under every model; more clients wait in the kernel
+    /// backlog. Default: 1024 (fewer if the descriptor limit is lower), and under the event
+    /// model as many as the descriptor limit allows (a relay needs two per connection).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
     /// Seconds open connections may run on after SIGINT/SIGTERM before they are closed.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub grace: f64,
@@ -47,12 +49,62 @@ pub struct ServerArgs {
     pub quiet: bool,
 }
 
+/// The default `--listen` of each server.
+pub const SERVE_LISTEN: &str = "127.0.0.1:8080";
+pub const ECHO_LISTEN: &str = "127.0.0.1:7007";
+pub const RELAY_LISTEN: &str = "127.0.0.1:8081";
+
+/// The `--listen` help with the command's own default address.
+pub fn listen_help(default: &str) -> String {
+    format!(
+        "Address to listen on (repeatable): HOST:PORT, [V6]:PORT, :PORT, unix:/PATH. Port 0 \
+         picks a free port; the real one is printed. Default: {default}"
+    )
+}
+
+/// Most `--workers`: processes or event loops beyond this are a typo, not a configuration
+/// (each costs a process or a thread and a listener per address).
+pub const MAX_WORKERS: usize = 1024;
+/// Most `--threads`.
+pub const MAX_THREADS: usize = 4096;
+
+/// Descriptors kept free of connections: the listeners, the logs, the shutdown pipes, the
+/// event loops' epoll descriptors.
+const RESERVED_FDS: u64 = 64;
+
+/// The default `--max-connections`: what the descriptor limit allows, at most 1024 where
+/// each connection costs a thread or a process, and never so many that connections alone
+/// exhaust the descriptors (a relay to its own address would otherwise loop until they are).
+/// A relay needs two per connection; the HTTP file cache keeps up to a quarter of the limit
+/// (at most [`crate::services::file_cache::MAX_ENTRIES`]) open files of its own.
+fn default_max_connections(model: Model, service: &dyn Service) -> usize {
+    let (soft, hard) = plumb_sys::nofile_limit().unwrap_or((1024, 1024));
+    // The event model raises its soft limit to the hard one; the others keep theirs.
+    let limit = if model == Model::Event { hard } else { soft };
+    let cache = if service.name() == "http" {
+        (limit / 4).min(crate::services::file_cache::MAX_ENTRIES as u64)
+    } else {
+        0
+    };
+    let per_connection = if service.upstream().is_some() { 2 } else { 1 };
+    let budget = (limit.saturating_sub(RESERVED_FDS + cache) / per_connection).max(16);
+    let budget = usize::try_from(budget).unwrap_or(usize::MAX);
+    match model {
+        Model::Event => budget,
+        _ => budget.min(1024),
+    }
+}
+
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// Binds every `--listen` address (or `default` when none is given), installs the shutdown
-/// handlers, runs the model and prints the listening lines.
+/// handlers, runs the model and prints the listening lines. `banner` gives an extra
+/// start-up line per listener address for people (the `listening on` lines are for scripts).
+///
+/// Everything a user can get wrong is checked before the first `listening on` line: the
+/// numbers, the addresses, the log files, and a relay whose upstream is its own address.
 ///
 /// # Errors
 /// Usage errors (bad address or number) and runtime errors (bind failures).
@@ -61,16 +113,23 @@ pub fn run_server(
     default: &str,
     service: Arc<dyn Service>,
     access: Option<LogTarget>,
+    banner: Option<&dyn Fn(&str) -> String>,
 ) -> anyhow::Result<i32> {
     let grace = seconds("--grace", args.grace)?;
     let write_timeout = seconds("--write-timeout", args.write_timeout)?;
-    for (name, v) in [
-        ("--workers", args.workers),
-        ("--threads", args.threads),
-        ("--max-connections", args.max_connections),
+    let max_connections = args
+        .max_connections
+        .unwrap_or_else(|| default_max_connections(args.model, &*service));
+    for (name, v, most) in [
+        ("--workers", args.workers, MAX_WORKERS),
+        ("--threads", args.threads, MAX_THREADS),
+        ("--max-connections", max_connections, usize::MAX),
     ] {
         if v == 0 {
             return Err(usage(format!("{name} must be at least 1")));
+        }
+        if v > most {
+            return Err(usage(format!("{name} must be at most {most}, not {v}")));
         }
     }
     let addrs: Vec<Addr> = if args.listen.is_empty() {
@@ -81,6 +140,11 @@ pub fn run_server(
     .iter()
     .map(|a| Addr::parse(a, None).map_err(usage))
     .collect::<anyhow::Result<_>>()?;
+    reject_duplicates(&addrs)?;
+    let connections = args.log.as_deref().map(LogTarget::parse);
+    for target in [&connections, &access].into_iter().flatten() {
+        target.check().map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     let shutdown = Shutdown::install(grace)?;
     shutdown.set_announce(!args.quiet);
     let mut listeners = Vec::new();
@@ -97,6 +161,21 @@ pub fn run_server(
         }
         listeners.push(l);
     }
+    if let Some(up) = service.upstream()
+        && let Some(l) = listeners.iter().find(|l| is_own_address(up, l))
+    {
+        return Err(usage(format!(
+            "the upstream {up} is this server's own address {}: every connection would \
+             connect to itself, again and again",
+            l.local_addr()
+        )));
+    }
+    // The line for people first: whoever waits for the `listening on` lines has it too.
+    if let Some(banner) = banner {
+        for l in &listeners {
+            eprintln!("plumb: {} (model {})", banner(&l.local_addr()), args.model);
+        }
+    }
     for l in &listeners {
         eprintln!(
             "{LISTENING_PREFIX}{} (model {})",
@@ -111,16 +190,73 @@ pub fn run_server(
             workers: args.workers,
             threads: args.threads,
             queue: args.queue,
-            max_connections: args.max_connections,
+            max_connections,
             write_timeout,
         },
         shutdown,
         logs: LogConfig {
-            connections: args.log.as_deref().map(LogTarget::parse),
+            connections,
+            requests: access.is_some(),
             access,
             quiet: args.quiet,
         },
     };
     models::run(args.model, &server)?;
     Ok(0)
+}
+
+/// The same address twice would be refused as "in use" (by ourselves) at best and served
+/// twice at worst; say what is wrong instead. Port 0 asks for a new port each time, so it may
+/// repeat.
+fn reject_duplicates(addrs: &[Addr]) -> anyhow::Result<()> {
+    for (i, a) in addrs.iter().enumerate() {
+        if matches!(a, Addr::Tcp { port: 0, .. }) {
+            continue;
+        }
+        if addrs[..i].contains(a) {
+            return Err(usage(format!("--listen {a} is given twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Whether connecting to `upstream` would reach listener `l` itself: the same UNIX socket
+/// file, or the same port on the same IP (an IP literal or `localhost`; other names are not
+/// looked up at start-up), where a wildcard listener (`0.0.0.0`, `[::]`) is reached through
+/// any of this machine's own addresses.
+fn is_own_address(upstream: &Addr, l: &Listener) -> bool {
+    match (upstream, l) {
+        (Addr::Unix(p), Listener::Unix(..)) => l.unix_path().is_some_and(|own| {
+            own == p
+                || std::fs::canonicalize(own)
+                    .ok()
+                    .zip(std::fs::canonicalize(p).ok())
+                    .is_some_and(|(a, b)| a == b)
+        }),
+        (Addr::Tcp { host, .. }, Listener::Tcp(_)) => {
+            let cheap = host.parse::<std::net::IpAddr>().is_ok() || host == "localhost";
+            let Some(own) = l.socket_addr() else {
+                return false;
+            };
+            if !cheap {
+                return false;
+            }
+            upstream.resolve().unwrap_or_default().iter().any(|to| {
+                to.port() == own.port()
+                    && (to.ip() == own.ip()
+                        || (own.ip().is_unspecified()
+                            && to.is_ipv4() == own.is_ipv4()
+                            && is_local_ip(to.ip())))
+            })
+        }
+        _ => false,
+    }
+}
+
+/// Whether `ip` is one of this machine's addresses (a wildcard listener answers on it): the
+/// wildcard itself, loopback, or an address a socket can bind.
+fn is_local_ip(ip: std::net::IpAddr) -> bool {
+    ip.is_unspecified()
+        || ip.is_loopback()
+        || std::net::TcpListener::bind(std::net::SocketAddr::new(ip, 0)).is_ok()
 }

@@ -68,7 +68,7 @@ fn connect_errors_are_one_line_exit_1() {
     let missing = format!("unix:{}", dir.path().join("nobody.sock").display());
     for (addr, needle) in [
         (format!("127.0.0.1:{port}"), "refused"),
-        (missing, "No such file"),
+        (missing, "no such file or directory"),
     ] {
         let (code, out, err) = run_plumb(&["connect", &addr], b"");
         assert_eq!(code, 1, "{addr}: {err}");

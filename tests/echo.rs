@@ -368,9 +368,10 @@ fn stale_unix_socket_is_replaced_but_live_one_is_refused() {
 /// readable, and recover once descriptors free up. (The fork models' parents close each
 /// connection after the fork, and iterative holds one at a time: they never run out here.)
 fn out_of_descriptors(model: Model) {
-    // The server raises its soft limit to the hard one, so both are lowered.
+    // The server raises its soft limit to the hard one, so both are lowered; and its default
+    // --max-connections would keep it below the limit, so a cap above it is given.
     let cmd = format!(
-        "ulimit -n 32 && exec {PLUMB} echo --listen 127.0.0.1:0 --model {model} --workers 1 --threads 4"
+        "ulimit -n 32 && exec {PLUMB} echo --listen 127.0.0.1:0 --model {model} --workers 1 --threads 4 --max-connections 1000"
     );
     let mut child = std::process::Command::new("sh")
         .args(["-c", &cmd])
@@ -464,7 +465,11 @@ fn command_line_errors_are_one_line() {
         (&["echo", "--threads", "0"], 2, "--threads"),
         (&["echo", "--grace=-1"], 2, "--grace"),
         (&["echo", "--listen", &taken_addr], 1, "address in use"),
-        (&["echo", "--listen", &missing_dir], 1, "No such file"),
+        (
+            &["echo", "--listen", &missing_dir],
+            1,
+            "no such file or directory",
+        ),
         (
             &["echo", "--listen", "no-such-host.invalid:80"],
             1,

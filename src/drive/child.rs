@@ -279,6 +279,7 @@ mod tests {
                 connections: None,
                 access: None,
                 quiet: true,
+                requests: false,
             },
         });
         let running = Arc::clone(&server);

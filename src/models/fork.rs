@@ -2,7 +2,7 @@
 //! the connection and exits; the parent never waits for a particular child but reaps every
 //! exited one when SIGCHLD wakes it, so no zombie is ever left behind. Costs a `fork` (page
 //! tables, copy-on-write faults) per connection, and children share nothing, so their records
-//! come back through a pipe.
+//! come back through a pipe. At most `--max-connections` children run at once.
 
 use std::io;
 
@@ -14,6 +14,15 @@ use crate::report::Summary;
 pub fn run(server: &Server) -> io::Result<Summary> {
     let mut parent = Parent::new(server)?;
     loop {
+        // At most --max-connections children: beyond, clients wait in the backlog (a relay
+        // to itself would otherwise fork until the machine runs out of processes).
+        if parent.children.len() >= server.options.max_connections {
+            parent.wait(None);
+            if server.shutdown.stop_requested() {
+                break;
+            }
+            continue;
+        }
         match wait_for_work(
             &server.listeners,
             server.shutdown.wake_fd(),

@@ -87,7 +87,8 @@ pub struct Options {
     pub threads: usize,
     /// Accepted connections waiting for a pool thread.
     pub queue: usize,
-    /// Cap on concurrent connections (thread model).
+    /// Most connections open at once (thread, pool, fork and event; the others serve one
+    /// at a time or one per worker).
     pub max_connections: usize,
     /// A write that makes no progress for this long ends the connection.
     pub write_timeout: Duration,

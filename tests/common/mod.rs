@@ -350,3 +350,61 @@ pub fn run_plumb(args: &[&str], stdin: &[u8]) -> (i32, Vec<u8>, String) {
         err_reader.join().unwrap(),
     )
 }
+
+/// Open descriptors of a process (entries of /proc/PID/fd), 0 once it is gone.
+pub fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// `pid` and all its descendants, from /proc.
+pub fn process_tree(pid: i32) -> Vec<i32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let kids = children_of(all[i]);
+        all.extend(kids);
+        i += 1;
+    }
+    all
+}
+
+/// Open descriptors summed over `pid` and its descendants.
+pub fn tree_fds(pid: i32) -> usize {
+    process_tree(pid).into_iter().map(open_fds).sum()
+}
+
+/// Waits until `sample` has returned the same value for `quiet` in a row (a process that has
+/// stopped growing), or the deadline passes; returns the last value.
+pub fn settled(quiet: Duration, mut sample: impl FnMut() -> usize) -> usize {
+    let deadline = Instant::now() + DEADLINE;
+    let mut last = sample();
+    let mut since = Instant::now();
+    while Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        let now = sample();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
+            break;
+        }
+    }
+    last
+}
+
+/// Runs `plumb ARGS` that must fail at start-up: returns (exit code, stderr), checking that
+/// it printed no `listening on` line first and said what is wrong in exactly one line.
+pub fn start_fails(args: &[&str]) -> (i32, String) {
+    let (code, _, err) = run_plumb(args, b"");
+    assert!(
+        !err.contains("listening on"),
+        "plumb {args:?} said it listens before failing: {err}"
+    );
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "plumb {args:?}: not one line: {err:?}"
+    );
+    assert!(!err.contains("os error"), "plumb {args:?}: {err}");
+    (code, err)
+}

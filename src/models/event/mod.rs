@@ -141,6 +141,10 @@ struct EventLoop<'s> {
     /// Out of descriptors: no accepts until then.
     accept_paused_until: Option<Instant>,
     conns: Slab<Conn>,
+    /// This loop's share of `--max-connections`: when it holds that many, new clients wait in
+    /// the kernel backlog (descriptors must not run out, or a relay to itself would loop
+    /// until they do).
+    max_conns: usize,
     deadlines: Deadlines,
     /// Connections that used up their turn with work left, and their ids.
     again: Vec<(usize, u64)>,
@@ -178,6 +182,12 @@ impl<'s> EventLoop<'s> {
             listeners,
             accept_paused_until: None,
             conns: Slab::default(),
+            // Rounded up: with SO_REUSEPORT each loop has its own queue, so the shares cannot
+            // be lent between loops; the total exceeds the cap by less than one per loop.
+            max_conns: server
+                .options
+                .max_connections
+                .div_ceil(server.options.workers.max(1)),
             deadlines: Deadlines::default(),
             again: Vec::new(),
             scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
@@ -238,7 +248,8 @@ impl<'s> EventLoop<'s> {
 
     fn poll_timeout(&self) -> Option<Duration> {
         let paused = self.accept_paused_until.is_some();
-        if !self.again.is_empty() || (!paused && self.listener_ready.iter().any(|&r| r)) {
+        let can_accept = !paused && self.conns.len() < self.max_conns;
+        if !self.again.is_empty() || (can_accept && self.listener_ready.iter().any(|&r| r)) {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
@@ -371,6 +382,10 @@ impl<'s> EventLoop<'s> {
 
     fn accept_from(&mut self, i: usize, now: Instant) {
         for _ in 0..ACCEPT_BATCH {
+            if self.conns.len() >= self.max_conns {
+                // Full: the listener stays marked ready and is served once one closes.
+                return;
+            }
             match self.listeners[i].accept() {
                 Ok((stream, peer)) => self.open(stream, peer, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
