@@ -19,8 +19,9 @@ use plumb_proto::session::{Action, Peer, Session, Stdio};
 
 use super::child::Child;
 use super::connect::{self, Connecting};
-use super::surface::Surface;
+use super::surface::{Pipe, Surface};
 use super::{MAX_PENDING_INPUT, SENDFILE_CHUNK};
+use crate::net::Stream;
 use crate::report::Record;
 use crate::services::Service;
 
@@ -103,10 +104,79 @@ pub struct Interest {
     pub write: bool,
 }
 
+/// A descriptor as the pump holds it: a socket, a pipe, or a layer over one (TLS, later).
+/// An enum rather than a box: an idle connection should cost no allocation for its socket.
+#[derive(Debug)]
+enum Endpoint {
+    Stream(Stream),
+    Pipe(Pipe),
+    #[allow(dead_code)] // the seam for a TLS layer between the socket and the pump
+    Layer(Box<dyn Surface>),
+}
+
+impl Endpoint {
+    fn surface(&mut self) -> &mut dyn Surface {
+        match self {
+            Endpoint::Stream(s) => s,
+            Endpoint::Pipe(p) => p,
+            Endpoint::Layer(l) => &mut **l,
+        }
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        match self {
+            Endpoint::Stream(s) => s.as_raw_fd(),
+            Endpoint::Pipe(p) => p.as_fd().as_raw_fd(),
+            Endpoint::Layer(l) => l.as_fd().as_raw_fd(),
+        }
+    }
+}
+
+/// A connection's descriptors by peer. A child's three pipes sit behind one box, so the
+/// common connection (a client, maybe an upstream) carries no room for them.
+#[derive(Debug)]
+struct Sides {
+    client: Option<Side>,
+    upstream: Option<Side>,
+    child: Option<Box<[Option<Side>; 3]>>,
+}
+
+impl Sides {
+    fn get(&self, p: Peer) -> Option<&Side> {
+        match p {
+            Peer::Client => self.client.as_ref(),
+            Peer::Upstream => self.upstream.as_ref(),
+            Peer::Child(_) => self.child.as_ref()?[p.index() - 2].as_ref(),
+        }
+    }
+
+    fn get_mut(&mut self, p: Peer) -> Option<&mut Side> {
+        match p {
+            Peer::Client => self.client.as_mut(),
+            Peer::Upstream => self.upstream.as_mut(),
+            Peer::Child(_) => self.child.as_mut()?[p.index() - 2].as_mut(),
+        }
+    }
+
+    fn set(&mut self, p: Peer, side: Option<Side>) {
+        match p {
+            Peer::Client => self.client = side,
+            Peer::Upstream => self.upstream = side,
+            Peer::Child(_) => {
+                let pipes = self.child.get_or_insert_with(Default::default);
+                pipes[p.index() - 2] = side;
+                if pipes.iter().all(Option::is_none) {
+                    self.child = None;
+                }
+            }
+        }
+    }
+}
+
 /// One descriptor of a connection.
 #[derive(Debug)]
 struct Side {
-    surface: Box<dyn Surface>,
+    surface: Endpoint,
     /// Input the session has not consumed; holds no allocation while empty, so an idle
     /// connection holds no read buffer.
     pending: Vec<u8>,
@@ -116,7 +186,7 @@ struct Side {
 }
 
 impl Side {
-    fn new(surface: Box<dyn Surface>) -> Side {
+    fn new(surface: Endpoint) -> Side {
         Side {
             surface,
             pending: Vec::new(),
@@ -150,9 +220,9 @@ enum Stop {
 /// One connection and everything the session asked for.
 pub struct Connection {
     session: Box<dyn Session + Send>,
-    /// By [`Peer::index`]; `None` for a peer that does not exist (yet, or any more).
-    sides: [Option<Side>; 5],
-    child: Option<Child>,
+    /// `None` for a peer that does not exist (yet, or any more).
+    sides: Sides,
+    child: Option<Box<Child>>,
     connecting: Option<Box<Connecting>>,
     /// The client's address as the records show it ("unix" for a UNIX socket).
     peer: String,
@@ -183,7 +253,11 @@ impl Connection {
     ) -> Connection {
         Connection {
             session,
-            sides: [Some(Side::new(Box::new(client))), None, None, None, None],
+            sides: Sides {
+                client: Some(Side::new(Endpoint::Stream(client))),
+                upstream: None,
+                child: None,
+            },
             child: None,
             connecting: None,
             peer,
@@ -210,10 +284,8 @@ impl Connection {
     /// The descriptor of a source, if it is open.
     pub fn fd(&self, source: Source) -> Option<RawFd> {
         match source {
-            Source::Peer(p) => self.sides[p.index()]
-                .as_ref()
-                .map(|s| s.surface.as_fd().as_raw_fd()),
-            Source::ChildExit => self.child.as_ref().map(Child::exit_fd),
+            Source::Peer(p) => self.sides.get(p).map(|s| s.surface.raw_fd()),
+            Source::ChildExit => self.child.as_ref().map(|c| c.exit_fd()),
         }
     }
 
@@ -229,7 +301,7 @@ impl Connection {
     pub fn interest(&self) -> Vec<Interest> {
         let mut out = Vec::with_capacity(2);
         for p in Peer::ALL {
-            let Some(side) = &self.sides[p.index()] else {
+            let Some(side) = self.sides.get(p) else {
                 continue;
             };
             let connecting = p == Peer::Upstream && self.connecting.is_some();
@@ -241,7 +313,7 @@ impl Connection {
             if read || write {
                 out.push(Interest {
                     source: Source::Peer(p),
-                    fd: side.surface.as_fd().as_raw_fd(),
+                    fd: side.surface.raw_fd(),
                     read,
                     write,
                 });
@@ -276,7 +348,7 @@ impl Connection {
         match source {
             Source::ChildExit => self.reap(turn.now),
             Source::Peer(p) => {
-                let Some(side) = self.sides[p.index()].as_mut() else {
+                let Some(side) = self.sides.get_mut(p) else {
                     return; // a stale event for a descriptor already closed
                 };
                 side.readable |= r.readable || r.read_closed || r.error;
@@ -292,7 +364,7 @@ impl Connection {
     /// The first run of a just-accepted connection: its input is tried without waiting for
     /// the waiter to report it (most clients send their request right after connecting).
     pub fn assume_readable(&mut self) {
-        if let Some(side) = self.sides[0].as_mut() {
+        if let Some(side) = self.sides.get_mut(Peer::Client) {
             side.readable = true;
         }
     }
@@ -320,7 +392,7 @@ impl Connection {
             return Flow::Close;
         }
         if self.connecting.as_ref().is_some_and(|c| c.deadline <= now) {
-            self.sides[Peer::Upstream.index()] = None;
+            self.sides.set(Peer::Upstream, None);
             if let Some(c) = &mut self.connecting {
                 let target = c.current.take().map_or_else(String::new, |t| t.to_string());
                 c.last_error = Some(format!("{target}: connect timed out"));
@@ -346,8 +418,8 @@ impl Connection {
     }
 
     fn side(&mut self, p: Peer) -> io::Result<&mut Side> {
-        self.sides[p.index()]
-            .as_mut()
+        self.sides
+            .get_mut(p)
             .ok_or_else(|| io::Error::other(format!("no {p:?} to act on")))
     }
 
@@ -364,14 +436,16 @@ impl Connection {
             let now = turn.now;
             let stop = match self.session.next_action() {
                 Action::Write(p, buf) => {
-                    let side = self.sides[p.index()]
-                        .as_mut()
+                    let side = self
+                        .sides
+                        .get_mut(p)
                         .ok_or_else(|| io::Error::other(format!("no {p:?} to write to")))?;
                     if !side.writable {
                         Stop::WriteBlocked
                     } else {
                         budget -= 1;
-                        let (sent, nonempty) = (side.surface.try_write(buf, last), !buf.is_empty());
+                        let (sent, nonempty) =
+                            (side.surface.surface().try_write(buf, last), !buf.is_empty());
                         match self.wrote(p, sent, nonempty, None, now)? {
                             Step::Again => continue,
                             Step::Yield => return Ok(Flow::Yield),
@@ -380,8 +454,9 @@ impl Connection {
                     }
                 }
                 Action::SendBody { body, offset, len } => {
-                    let side = self.sides[0]
-                        .as_mut()
+                    let side = self
+                        .sides
+                        .get_mut(Peer::Client)
                         .ok_or_else(|| io::Error::other("no client"))?;
                     if !side.writable {
                         Stop::WriteBlocked
@@ -389,7 +464,8 @@ impl Connection {
                         budget -= 1;
                         let want = (len as usize).min(SENDFILE_CHUNK);
                         let sent = match body.fd() {
-                            Some(fd) => match side.surface.try_sendfile(fd, offset, want) {
+                            Some(fd) => match side.surface.surface().try_sendfile(fd, offset, want)
+                            {
                                 Err(e) if e.kind() == io::ErrorKind::Unsupported => {
                                     copy_body(side, body, offset, want, turn.scratch, last)
                                 }
@@ -428,11 +504,11 @@ impl Connection {
                 Action::Shutdown(p) => {
                     if matches!(p, Peer::Child(_)) {
                         // A pipe has one direction: closing it is the shutdown.
-                        self.sides[p.index()] = None;
+                        self.sides.set(p, None);
                     } else {
                         // The peer may already be gone; the session learns that from its
                         // reads.
-                        let _ = self.side(p)?.surface.shutdown_write();
+                        let _ = self.side(p)?.surface.surface().shutdown_write();
                     }
                     continue;
                 }
@@ -481,7 +557,7 @@ impl Connection {
                 })
             }
             Err(e) if would_block(&e) => {
-                if let Some(side) = self.sides[p.index()].as_mut() {
+                if let Some(side) = self.sides.get_mut(p) {
                     side.writable = false;
                 }
                 Ok(Step::Blocked)
@@ -495,7 +571,7 @@ impl Connection {
     fn refeed(&mut self, now: Instant) -> bool {
         let mut progress = false;
         for p in Peer::ALL {
-            let Some(side) = self.sides[p.index()].as_mut() else {
+            let Some(side) = self.sides.get_mut(p) else {
                 continue;
             };
             if side.pending.is_empty() || !self.session.wants_read(p) {
@@ -521,7 +597,7 @@ impl Connection {
     ) -> io::Result<bool> {
         let now = turn.now;
         for p in Peer::ALL {
-            let Some(side) = self.sides[p.index()].as_mut() else {
+            let Some(side) = self.sides.get_mut(p) else {
                 continue;
             };
             if !side.readable || !self.session.wants_read(p) {
@@ -536,7 +612,7 @@ impl Connection {
                 continue;
             }
             *budget = budget.saturating_sub(1);
-            let n = match side.surface.try_read(turn.scratch) {
+            let n = match side.surface.surface().try_read(turn.scratch) {
                 Ok(n) => n,
                 Err(e) if would_block(&e) => {
                     side.readable = false;
@@ -603,7 +679,8 @@ impl Connection {
             c.current = Some(target.clone());
             match connect::start(&target) {
                 Ok((stream, done)) => {
-                    self.sides[Peer::Upstream.index()] = Some(Side::new(Box::new(stream)));
+                    self.sides
+                        .set(Peer::Upstream, Some(Side::new(Endpoint::Stream(stream))));
                     self.opened.push(Source::Peer(Peer::Upstream));
                     if done {
                         self.connecting = None;
@@ -618,10 +695,11 @@ impl Connection {
 
     /// The upstream socket reported: see whether the connect in progress finished.
     fn finish_connect(&mut self, turn: &mut Turn<'_>) {
-        let Some(side) = &self.sides[Peer::Upstream.index()] else {
+        let Some(Endpoint::Stream(stream)) = self.sides.get(Peer::Upstream).map(|s| &s.surface)
+        else {
             return;
         };
-        match connect::outcome(&side.surface.as_fd()) {
+        match connect::outcome(stream) {
             None => {}
             Some(Ok(())) => {
                 self.connecting = None;
@@ -629,7 +707,7 @@ impl Connection {
             }
             Some(Err(e)) => {
                 // Closing the socket also removes it from an epoll set.
-                self.sides[Peer::Upstream.index()] = None;
+                self.sides.set(Peer::Upstream, None);
                 if let Some(c) = &mut self.connecting {
                     let target = c.current.take().map_or_else(String::new, |t| t.to_string());
                     c.last_error = Some(format!("{target}: {e}"));
@@ -641,7 +719,7 @@ impl Connection {
 
     fn connect_failed(&mut self, turn: &mut Turn<'_>, why: &str) {
         self.connecting = None;
-        self.sides[Peer::Upstream.index()] = None;
+        self.sides.set(Peer::Upstream, None);
         turn.records.push(Record::Error(format!(
             "{}: cannot reach upstream: {why}",
             turn.service.name()
@@ -662,13 +740,13 @@ impl Connection {
                     (Peer::Child(Stdio::Stdout), stdout),
                     (Peer::Child(Stdio::Stderr), stderr),
                 ] {
-                    let mut side = Side::new(Box::new(pipe));
+                    let mut side = Side::new(Endpoint::Pipe(pipe));
                     // A pipe's read end has nothing in it yet.
                     side.readable = false;
-                    self.sides[p.index()] = Some(side);
+                    self.sides.set(p, Some(side));
                     self.opened.push(Source::Peer(p));
                 }
-                self.child = Some(child);
+                self.child = Some(Box::new(child));
                 self.opened.push(Source::ChildExit);
                 self.session.spawned(true, turn.now);
             }
@@ -733,7 +811,9 @@ fn copy_body(
     if got == 0 {
         return Ok(0);
     }
-    side.surface.try_write(&scratch[..got], last && got == want)
+    side.surface
+        .surface()
+        .try_write(&scratch[..got], last && got == want)
 }
 
 /// Drops the first `n` bytes of held input, releasing the allocation once it is empty.
