@@ -1,42 +1,27 @@
-//! One HTTP/1.1 connection as a sans-IO state machine: bytes in, responses out.
+//! One HTTP/1.1 connection as a sans-IO state machine: bytes in, responses out. This file is
+//! the machine (the [`Session`] events); what it answers is decided in [`super::route`] and
+//! [`super::conditional`], written by [`super::encode`] and logged by [`super::access_log`].
 //!
 //! Reading: a head (parsed in place from the driver's buffer), then the body if any, which is
 //! read and discarded (never taken for the next request), then the next head. Responses are
-//! queued in order as [`Out`] pieces: bytes (heads, small bodies, listings, part headers),
-//! coalesced so several pipelined answers go out in one write, and file ranges, which go out
-//! with sendfile. While a file range or more than [`OUT_BUDGET`] bytes are queued the session
-//! parses no further requests (backpressure: the driver keeps the input).
-//!
-//! An access-log line is finished when its response has been written, or when the connection
-//! ends ([`Session::closed`]) with the body bytes that did go out, so an interrupted download
-//! is logged as what the client got, not as the file's length.
+//! queued in order (see [`super::encode::Output`]); while a file range or more than
+//! [`OUT_BUDGET`](super::encode::OUT_BUDGET) bytes are queued the session parses no further
+//! requests (backpressure: the driver keeps the input).
 //!
 //! Timers (one deadline at a time): the header timeout runs from the first byte of a request
 //! (from the connection's start for the first one) until its head and body are in; the
 //! keep-alive timeout runs while idle between requests; the linger timeout bounds the
 //! discarding of unread input after we shut our side down.
 
-use std::collections::VecDeque;
-use std::io::Write as _;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use super::docroot::{Body, Docroot, OpenError, Opened};
+use super::access_log::{AccessLog, log_host};
+use super::docroot::Docroot;
+use super::encode::{Output, Reply};
 use super::parse::{ChunkedBody, Framing, Head, HeadError, HeadLimits, parse_head};
-use super::path::{PathError, SafePath, resolve_target};
-use super::response::{
-    self, Conditions, ETag, Precondition, RangePlan, content_type, evaluate, if_range_allows,
-    is_known_method, plan_ranges, reason,
-};
 use crate::session::{Action, Peer, Session, Wall};
-use crate::spare;
 
-/// Bodies up to this size are read into the output buffer, so head and body leave in one
-/// write; larger ones go out with sendfile.
-pub const SMALL_BODY: u64 = 16 * 1024;
-/// Queued output bytes past which no further pipelined request is parsed.
-pub const OUT_BUDGET: usize = 64 * 1024;
 /// How long unread input is discarded after the last response, before closing, so the
 /// close does not reset the connection while the client still reads the answer.
 pub const LINGER: Duration = Duration::from_secs(2);
@@ -76,20 +61,6 @@ impl Default for Config {
     }
 }
 
-/// A piece of queued output.
-#[derive(Debug)]
-enum Out {
-    Bytes {
-        buf: Vec<u8>,
-        pos: usize,
-    },
-    File {
-        file: Arc<dyn Body>,
-        offset: u64,
-        left: u64,
-    },
-}
-
 #[derive(Debug)]
 enum Reading {
     Head,
@@ -116,11 +87,12 @@ enum Ending {
 
 /// One connection's HTTP/1.1 state machine (see the module documentation).
 pub struct HttpSession {
-    cfg: Arc<Config>,
-    root: Arc<dyn Docroot>,
-    peer_host: String,
-    out: VecDeque<Out>,
-    out_bytes: usize,
+    pub(super) cfg: Arc<Config>,
+    pub(super) root: Arc<dyn Docroot>,
+    /// The client's address as the log gives it.
+    pub(super) peer_host: String,
+    pub(super) out: Output,
+    pub(super) access_log: AccessLog,
     reading: Reading,
     ending: Ending,
     /// Our write side is shut down (lingering).
@@ -132,39 +104,13 @@ pub struct HttpSession {
     mid_request: bool,
     deadline: Option<Instant>,
     /// The instant of the latest event (the core's only clock).
-    now: Instant,
+    pub(super) now: Instant,
     /// Calendar time for `Date` headers and log lines, from the instant.
-    wall: Wall,
+    pub(super) wall: Wall,
     /// The head of a request whose body is being read, answered once the body is in.
     held_head: Vec<u8>,
-    /// Output bytes queued and written since the connection began: a response's place in
-    /// the stream, so its log line can say how much of its body really went out.
-    queued: u64,
-    sent: u64,
-    /// Log lines of responses not yet wholly written, in order.
-    unsent_logs: VecDeque<UnsentLog>,
-    /// Finished log lines.
-    logs: VecDeque<String>,
     /// Multipart boundaries: unique per response on this connection.
-    boundary_seq: u64,
-}
-
-/// The log line of a response still going out: its body is the `body_len` bytes that end at
-/// output position `end`.
-#[derive(Debug)]
-struct UnsentLog {
-    line: response::ClfLine,
-    end: u64,
-    body_len: u64,
-}
-
-/// How one response is framed and what its log line says.
-struct Reply<'h> {
-    head: Option<&'h Head<'h>>,
-    /// Raw first line for the log when no head could be parsed.
-    raw_line: &'h [u8],
-    keep_alive: bool,
-    is_head: bool,
+    pub(super) boundary_seq: u64,
 }
 
 impl HttpSession {
@@ -179,9 +125,9 @@ impl HttpSession {
         HttpSession {
             cfg,
             root,
-            peer_host: response::log_host(peer),
-            out: VecDeque::new(),
-            out_bytes: 0,
+            peer_host: log_host(peer),
+            out: Output::default(),
+            access_log: AccessLog::default(),
             reading: Reading::Head,
             ending: Ending::Open,
             shut: false,
@@ -193,159 +139,8 @@ impl HttpSession {
             now,
             wall,
             held_head: Vec::new(),
-            queued: 0,
-            sent: 0,
-            unsent_logs: VecDeque::new(),
-            logs: VecDeque::new(),
             boundary_seq: 0,
         }
-    }
-
-    fn over_budget(&self) -> bool {
-        self.out_bytes > OUT_BUDGET || self.out.iter().any(|o| matches!(o, Out::File { .. }))
-    }
-
-    /// The bytes buffer at the end of the queue (a new one after a file piece), with room
-    /// for `room` more bytes.
-    fn bytes(&mut self, room: usize) -> &mut Vec<u8> {
-        if !matches!(self.out.back(), Some(Out::Bytes { .. })) {
-            self.out.push_back(Out::Bytes {
-                buf: spare::take(room),
-                pos: 0,
-            });
-        }
-        match self.out.back_mut() {
-            Some(Out::Bytes { buf, .. }) => {
-                buf.reserve(room);
-                buf
-            }
-            _ => unreachable!("a bytes piece was just pushed"),
-        }
-    }
-
-    fn push_bytes(&mut self, b: &[u8]) {
-        self.out_bytes += b.len();
-        self.queued += b.len() as u64;
-        self.bytes(b.len()).extend_from_slice(b);
-    }
-
-    fn push_file(&mut self, file: &Arc<dyn Body>, offset: u64, len: u64) {
-        self.queued += len;
-        if len > 0 {
-            self.out.push_back(Out::File {
-                file: Arc::clone(file),
-                offset,
-                left: len,
-            });
-        }
-    }
-
-    /// Notes the log line of the response just queued, whose body is its last `body_bytes`
-    /// bytes; the line is finished once they are written (see [`Session::written`]) or the
-    /// connection ends (see [`Session::closed`]).
-    fn log(&mut self, r: &Reply<'_>, status: u16, body_bytes: u64) {
-        if !self.cfg.log {
-            return;
-        }
-        let (line, referer, ua);
-        let mut owned = Vec::new();
-        match r.head {
-            Some(h) => {
-                owned.extend_from_slice(h.method.as_bytes());
-                owned.push(b' ');
-                owned.extend_from_slice(h.target.as_bytes());
-                owned.extend_from_slice(if h.minor == 0 {
-                    b" HTTP/1.0"
-                } else {
-                    b" HTTP/1.1"
-                });
-                line = &owned[..];
-                referer = h.referer;
-                ua = h.user_agent;
-            }
-            None => {
-                line = r.raw_line;
-                referer = None;
-                ua = None;
-            }
-        }
-        let line = response::ClfLine::new(
-            &self.peer_host,
-            self.wall.time_at(self.now),
-            line,
-            status,
-            referer,
-            ua,
-        );
-        self.unsent_logs.push_back(UnsentLog {
-            line,
-            end: self.queued,
-            body_len: body_bytes,
-        });
-        self.finish_logs();
-    }
-
-    /// Finishes the log lines of the responses written in full.
-    fn finish_logs(&mut self) {
-        while self.unsent_logs.front().is_some_and(|l| l.end <= self.sent) {
-            if let Some(l) = self.unsent_logs.pop_front() {
-                self.logs.push_back(l.line.with_bytes(l.body_len));
-            }
-        }
-    }
-
-    /// A response with a small in-memory body (errors, redirects, listings).
-    fn simple(&mut self, r: &Reply<'_>, status: u16, extra: &str, ctype: &str, body: &[u8]) {
-        self.simple_with(
-            r,
-            status,
-            &|b| b.extend_from_slice(extra.as_bytes()),
-            ctype,
-            body,
-        );
-    }
-
-    /// [`Self::simple`] with extra headers written by `extra`.
-    fn simple_with(
-        &mut self,
-        r: &Reply<'_>,
-        status: u16,
-        extra: &dyn Fn(&mut Vec<u8>),
-        ctype: &str,
-        body: &[u8],
-    ) {
-        let minor = r.head.map_or(1, |h| h.minor);
-        let send_body = !r.is_head && status != 304;
-        let wall = self.wall.time_at(self.now);
-        let buf = self.bytes(HEAD_ROOM + body.len());
-        let start = buf.len();
-        start_head(buf, status, r.keep_alive, minor, wall);
-        extra(buf);
-        if status != 304 {
-            buf.extend_from_slice(b"Content-Type: ");
-            buf.extend_from_slice(ctype.as_bytes());
-            let _ = write!(buf, "\r\nContent-Length: {}\r\n", body.len());
-        }
-        buf.extend_from_slice(b"\r\n");
-        if send_body {
-            buf.extend_from_slice(body);
-        }
-        let added = buf.len() - start;
-        self.out_bytes += added;
-        self.queued += added as u64;
-        let sent = if send_body { body.len() as u64 } else { 0 };
-        self.log(r, status, sent);
-    }
-
-    fn error(&mut self, r: &Reply<'_>, status: u16, extra: &str) {
-        let body = format!("{status} {}\n", reason(status));
-        self.simple(
-            r,
-            status,
-            extra,
-            "text/plain; charset=utf-8",
-            body.as_bytes(),
-        );
     }
 
     /// After a response that ends the connection: stop reading requests.
@@ -408,306 +203,6 @@ impl HttpSession {
             self.finish_connection(Ending::Linger);
         }
     }
-
-    fn route(&mut self, r: &Reply<'_>, head: &Head<'_>) {
-        if head.expect_unknown {
-            return self.error(r, 417, "");
-        }
-        if head.method != "GET" && head.method != "HEAD" {
-            if is_known_method(head.method) {
-                return self.error(r, 405, "Allow: GET, HEAD\r\n");
-            }
-            return self.error(r, 501, "");
-        }
-        let path = match resolve_target(head.target, self.cfg.hidden) {
-            Ok(p) => p,
-            Err(PathError::Hidden) => return self.error(r, 404, ""),
-            Err(_) => return self.error(r, 400, ""),
-        };
-        let rel = path.relative();
-        match self.root.open(rel) {
-            Ok(opened) if opened.meta.is_dir => self.directory(r, head, &path, rel),
-            Ok(_) if path.trailing_slash => self.error(r, 404, ""),
-            Ok(opened) => {
-                let name = String::from_utf8_lossy(path.name());
-                self.serve_file(r, head, rel, opened, &name);
-            }
-            Err(OpenError::NotFound) => self.error(r, 404, ""),
-            Err(OpenError::Forbidden) => self.error(r, 403, ""),
-            Err(OpenError::Other(_)) => self.error(r, 500, ""),
-        }
-    }
-
-    fn directory(&mut self, r: &Reply<'_>, head: &Head<'_>, path: &SafePath, rel: &Path) {
-        if !path.trailing_slash {
-            let mut location = path.url(true);
-            if let Some(q) = &path.query {
-                location.push('?');
-                location.push_str(q);
-            }
-            return self.error(r, 301, &format!("Location: {location}\r\n"));
-        }
-        let index = rel.join("index.html");
-        match self.root.open(&index) {
-            Ok(opened) if !opened.meta.is_dir => {
-                return self.serve_file(r, head, &index, opened, "index.html");
-            }
-            Ok(_) | Err(OpenError::NotFound) => {}
-            Err(OpenError::Forbidden) => return self.error(r, 403, ""),
-            Err(OpenError::Other(_)) => return self.error(r, 500, ""),
-        }
-        let mut entries = match self.root.list(rel, self.cfg.hidden) {
-            Ok(e) => e,
-            Err(OpenError::NotFound) => return self.error(r, 404, ""),
-            Err(OpenError::Forbidden) => return self.error(r, 403, ""),
-            Err(OpenError::Other(_)) => return self.error(r, 500, ""),
-        };
-        response::sort_listing(&mut entries);
-        let url_path = if rel.as_os_str().is_empty() {
-            "/".to_string()
-        } else {
-            format!("/{}/", rel.to_string_lossy())
-        };
-        if head.accept_json {
-            let body = response::listing_json(&url_path, &entries);
-            self.simple(r, 200, "", "application/json", body.as_bytes());
-        } else {
-            let body = response::listing_html(&url_path, &entries);
-            self.simple(r, 200, "", "text/html; charset=utf-8", body.as_bytes());
-        }
-    }
-
-    /// Answers with `opened`; if it changed while it was read, once more from a fresh open
-    /// (which sees the change), and a 500 if it changes again.
-    fn serve_file(
-        &mut self,
-        r: &Reply<'_>,
-        head: &Head<'_>,
-        rel: &Path,
-        opened: Opened,
-        name: &str,
-    ) {
-        if self.file(r, head, opened, name) {
-            return;
-        }
-        let served = match self.root.open(rel) {
-            Ok(again) if !again.meta.is_dir => self.file(r, head, again, name),
-            _ => false,
-        };
-        if !served {
-            self.error(r, 500, "");
-        }
-    }
-
-    /// Answers with `opened`. False, with nothing queued, when a small body did not have the
-    /// length the metadata said (the file changed after it was looked at).
-    fn file(&mut self, r: &Reply<'_>, head: &Head<'_>, opened: Opened, name: &str) -> bool {
-        let Opened { body: file, meta } = opened;
-        let tag = ETag::of(&meta);
-        let (modified_secs, _) = meta.mtime();
-        let validators = |b: &mut Vec<u8>| {
-            b.extend_from_slice(b"Last-Modified: ");
-            let _ = write!(b, "{}", httpdate::HttpDate::from(meta.modified));
-            b.extend_from_slice(b"\r\nETag: ");
-            b.extend_from_slice(tag.as_str().as_bytes());
-            b.extend_from_slice(b"\r\n");
-        };
-        let conditions = Conditions {
-            if_match: head.if_match,
-            if_none_match: head.if_none_match,
-            if_modified_since: head.if_modified_since,
-            if_unmodified_since: head.if_unmodified_since,
-        };
-        match evaluate(&conditions, tag.as_str(), modified_secs) {
-            Precondition::Proceed => {}
-            Precondition::NotModified => {
-                self.simple_with(r, 304, &validators, "", b"");
-                return true;
-            }
-            Precondition::Failed => {
-                self.error(r, 412, "");
-                return true;
-            }
-        }
-        let len = meta.len;
-        let plan = match head.range {
-            Some(v)
-                if head
-                    .if_range
-                    .is_none_or(|ir| if_range_allows(ir, tag.as_str(), modified_secs)) =>
-            {
-                plan_ranges(v, len)
-            }
-            _ => RangePlan::Full,
-        };
-        let (mime, charset) = content_type(name);
-        let typed = |b: &mut Vec<u8>| {
-            validators(b);
-            b.extend_from_slice(b"Content-Type: ");
-            b.extend_from_slice(mime.as_bytes());
-            b.extend_from_slice(charset.as_bytes());
-            b.extend_from_slice(b"\r\n");
-        };
-        match plan {
-            RangePlan::Unsatisfiable => {
-                self.error(r, 416, &format!("Content-Range: bytes */{len}\r\n"));
-                true
-            }
-            RangePlan::Full => self.send_ranges(r, 200, &typed, &file, len, &[(0, len)], None),
-            RangePlan::Parts(parts) if parts.len() == 1 => {
-                let (a, b) = parts[0];
-                let ranged = |buf: &mut Vec<u8>| {
-                    typed(buf);
-                    let _ = write!(buf, "Content-Range: bytes {a}-{b}/{len}\r\n");
-                };
-                self.send_ranges(r, 206, &ranged, &file, len, &[(a, b + 1 - a)], None)
-            }
-            RangePlan::Parts(parts) => {
-                self.boundary_seq += 1;
-                let boundary = format!(
-                    "plumb-{:x}-{:x}",
-                    meta.inode ^ modified_secs,
-                    self.boundary_seq
-                );
-                let multi = |b: &mut Vec<u8>| {
-                    validators(b);
-                    let _ = write!(
-                        b,
-                        "Content-Type: multipart/byteranges; boundary={boundary}\r\n"
-                    );
-                };
-                let pieces: Vec<(u64, u64)> = parts.iter().map(|&(a, b)| (a, b + 1 - a)).collect();
-                let headers: Vec<String> = parts
-                    .iter()
-                    .map(|&p| response::part_header(&boundary, mime, charset, p, len))
-                    .collect();
-                let end = response::multipart_end(&boundary);
-                let multipart = Some((&headers[..], &end[..]));
-                self.send_ranges(r, 206, &multi, &file, len, &pieces, multipart)
-            }
-        }
-    }
-
-    /// Queues a head and `(offset, len)` pieces of `file`, each preceded by its multipart
-    /// header when `multipart` is given. Small bodies are read into the buffer, so head and
-    /// body leave in one write; large ones become sendfile pieces. False, with nothing
-    /// queued, when a small body was not `file_len` long when read.
-    #[allow(clippy::too_many_arguments)]
-    fn send_ranges(
-        &mut self,
-        r: &Reply<'_>,
-        status: u16,
-        extra: &dyn Fn(&mut Vec<u8>),
-        file: &Arc<dyn Body>,
-        file_len: u64,
-        pieces: &[(u64, u64)],
-        multipart: Option<(&[String], &str)>,
-    ) -> bool {
-        let data: u64 = pieces.iter().map(|p| p.1).sum();
-        let framing: u64 = multipart.map_or(0, |(hs, end)| {
-            hs.iter().map(|h| h.len() as u64).sum::<u64>() + end.len() as u64
-        });
-        let body_len = data + framing;
-        let minor = r.head.map_or(1, |h| h.minor);
-        let inline = !r.is_head && body_len <= SMALL_BODY;
-        let room = HEAD_ROOM + if inline { body_len as usize } else { 0 };
-        let wall = self.wall.time_at(self.now);
-        let buf = self.bytes(room);
-        let start = buf.len();
-        start_head(buf, status, r.keep_alive, minor, wall);
-        extra(buf);
-        let _ = write!(
-            buf,
-            "Accept-Ranges: bytes\r\nContent-Length: {body_len}\r\n\r\n"
-        );
-        if inline && !read_pieces(buf, &**file, file_len, pieces, multipart) {
-            // The file changed under us: take the head back.
-            buf.truncate(start);
-            return false;
-        }
-        let added = buf.len() - start;
-        self.out_bytes += added;
-        self.queued += added as u64;
-        if r.is_head {
-            self.log(r, status, 0);
-            return true;
-        }
-        if !inline {
-            for (i, &(offset, len)) in pieces.iter().enumerate() {
-                if let Some((hs, _)) = multipart {
-                    self.push_bytes(hs[i].as_bytes());
-                }
-                self.push_file(file, offset, len);
-            }
-            if let Some((_, end)) = multipart {
-                self.push_bytes(end.as_bytes());
-            }
-        }
-        self.log(r, status, body_len);
-        true
-    }
-}
-
-/// Room reserved for a response head.
-const HEAD_ROOM: usize = 512;
-
-/// Writes a status line and the headers every response has.
-fn start_head(h: &mut Vec<u8>, status: u16, keep_alive: bool, minor: u8, wall: SystemTime) {
-    let _ = write!(
-        h,
-        "HTTP/1.1 {status} {}\r\nServer: plumb\r\nDate: ",
-        reason(status)
-    );
-    response::push_date(h, wall);
-    h.extend_from_slice(b"\r\n");
-    if !keep_alive {
-        h.extend_from_slice(b"Connection: close\r\n");
-    } else if minor == 0 {
-        h.extend_from_slice(b"Connection: keep-alive\r\n");
-    }
-}
-
-/// Reads small pieces (with their multipart headers) into `buf`. False when the file is not
-/// `file_len` long: shorter (a read ends early) or longer (a piece that ends the file asks
-/// for one byte more, in the same `pread`, and gets it), so a body never goes out under a
-/// length or validators of another version of the file.
-fn read_pieces(
-    buf: &mut Vec<u8>,
-    file: &dyn Body,
-    file_len: u64,
-    pieces: &[(u64, u64)],
-    multipart: Option<(&[String], &str)>,
-) -> bool {
-    for (i, &(offset, len)) in pieces.iter().enumerate() {
-        if let Some((hs, _)) = multipart {
-            buf.extend_from_slice(hs[i].as_bytes());
-        }
-        let at = buf.len();
-        let want = len as usize;
-        let probe = usize::from(offset + len == file_len);
-        buf.resize(at + want + probe, 0);
-        // At least one read, so an empty file that is no longer empty is seen too.
-        let mut got = 0;
-        loop {
-            match file.read_at(&mut buf[at + got..], offset + got as u64) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return false,
-            }
-            if got >= want {
-                break;
-            }
-        }
-        if got != want {
-            return false;
-        }
-        buf.truncate(at + want);
-    }
-    if let Some((_, end)) = multipart {
-        buf.extend_from_slice(end.as_bytes());
-    }
-    true
 }
 
 impl Session for HttpSession {
@@ -730,7 +225,7 @@ impl Session for HttpSession {
             match self.reading {
                 Reading::Closed => return input.len(),
                 Reading::Head => {
-                    if self.over_budget() {
+                    if self.out.over_budget() {
                         return used;
                     }
                     match self.read_head(rest) {
@@ -793,23 +288,15 @@ impl Session for HttpSession {
     fn wants_read(&self, _peer: Peer) -> bool {
         // Backpressure: with a file or a lot of bytes queued, further requests wait in the
         // kernel (a lingering close still reads, to discard).
-        !self.client_eof && (matches!(self.reading, Reading::Closed) || !self.over_budget())
+        !self.client_eof && (matches!(self.reading, Reading::Closed) || !self.out.over_budget())
     }
 
     fn next_action(&mut self) -> Action<'_> {
         if self.ending == Ending::Linger && self.client_eof {
             self.ending = Ending::Close;
         }
-        match self.out.front() {
-            Some(Out::Bytes { buf, pos }) => return Action::Write(Peer::Client, &buf[*pos..]),
-            Some(Out::File { file, offset, left }) => {
-                return Action::SendBody {
-                    body: &**file,
-                    offset: *offset,
-                    len: *left,
-                };
-            }
-            None => {}
+        if let Some(action) = self.out.next_action() {
+            return action;
         }
         match self.ending {
             Ending::Close => Action::Close,
@@ -826,36 +313,16 @@ impl Session for HttpSession {
 
     fn written(&mut self, _peer: Peer, n: usize, now: Instant) {
         self.now = now;
-        self.sent += n as u64;
-        if self.unsent_logs.front().is_some_and(|l| l.end <= self.sent) {
-            self.finish_logs();
-        }
-        let done = match self.out.front_mut() {
-            Some(Out::Bytes { buf, pos }) => {
-                *pos += n;
-                self.out_bytes = self.out_bytes.saturating_sub(n);
-                *pos >= buf.len()
-            }
-            Some(Out::File { offset, left, .. }) => {
-                *offset += n as u64;
-                *left = left.saturating_sub(n as u64);
-                *left == 0
-            }
-            None => false,
-        };
-        if done {
-            if let Some(Out::Bytes { buf, .. }) = self.out.pop_front() {
-                spare::give(buf);
-            }
-            if self.out.is_empty()
-                && self.ending == Ending::Open
-                && !self.mid_request
-                && matches!(self.reading, Reading::Head)
-                && self.requests > 0
-            {
-                // The keep-alive clock starts once the last answer has gone out.
-                self.deadline = Some(self.now + self.cfg.keepalive_timeout);
-            }
+        let drained = self.out.written(n);
+        self.access_log.written(self.out.sent());
+        if drained
+            && self.ending == Ending::Open
+            && !self.mid_request
+            && matches!(self.reading, Reading::Head)
+            && self.requests > 0
+        {
+            // The keep-alive clock starts once the last answer has gone out.
+            self.deadline = Some(self.now + self.cfg.keepalive_timeout);
         }
     }
 
@@ -906,17 +373,11 @@ impl Session for HttpSession {
 
     fn closed(&mut self, now: Instant) {
         self.now = now;
-        // Responses cut short log the part of their body that went out, not their length:
-        // a download stopped at 13.8 MB of 50 is not `200 50000000`.
-        while let Some(l) = self.unsent_logs.pop_front() {
-            let body_from = l.end - l.body_len;
-            let went = self.sent.saturating_sub(body_from).min(l.body_len);
-            self.logs.push_back(l.line.with_bytes(went));
-        }
+        self.access_log.closed(self.out.sent());
     }
 
     fn take_log(&mut self) -> Option<String> {
-        self.logs.pop_front()
+        self.access_log.take()
     }
 }
 
@@ -954,7 +415,7 @@ impl HttpSession {
             framing => {
                 self.held_head = rest[..n].to_vec();
                 if head.expect_continue && head.minor >= 1 && !head.expect_unknown {
-                    self.push_bytes(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    self.out.push_bytes(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
                 self.reading = match framing {
                     Framing::Length(left) => Reading::Body { left },
@@ -992,7 +453,8 @@ impl HttpSession {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::docroot::{self as fs, MemBody, MemDocroot};
+    use crate::http::docroot::{self as fs, MemDocroot, OpenError, Opened};
+    use std::path::Path;
 
     /// What the driver saw, in order.
     #[derive(Debug, PartialEq, Eq)]
@@ -1314,25 +776,6 @@ mod tests {
         let all = text(&run(&mut s));
         assert!(all.starts_with("HTTP/1.1 413 "), "{all}");
         assert!(!all.contains("100 Continue"));
-    }
-
-    #[test]
-    fn a_body_is_read_only_at_the_length_it_is_labelled_with() {
-        let file = MemBody::new(b"0123456789");
-        let read = |file_len: u64, pieces: &[(u64, u64)]| {
-            let mut buf = b"head".to_vec();
-            let ok = read_pieces(&mut buf, &file, file_len, pieces, None);
-            (ok, buf)
-        };
-        assert_eq!(read(10, &[(0, 10)]), (true, b"head0123456789".to_vec()));
-        assert_eq!(read(10, &[(2, 3), (8, 2)]), (true, b"head23489".to_vec()));
-        // Labelled 8 but 10 long (it grew), labelled 12 (it shrank): refused.
-        assert!(!read(8, &[(0, 8)]).0, "grew");
-        assert!(!read(8, &[(6, 2)]).0, "grew, seen by the last range");
-        assert!(!read(12, &[(0, 12)]).0, "shrank");
-        assert!(!read(0, &[(0, 0)]).0, "an empty file that grew");
-        file.rewrite(b"");
-        assert_eq!(read(0, &[(0, 0)]), (true, b"head".to_vec()));
     }
 
     #[test]
