@@ -1,17 +1,25 @@
 //! One HTTP/1.1 connection as a sans-IO state machine: bytes in, responses out. This file is
-//! the machine (the [`Session`] events); what it answers is decided in [`super::route`] and
+//! the machine (the [`Session`] events); what it answers is decided in `route` and
 //! [`super::conditional`], written by [`super::encode`] and logged by [`super::access_log`].
 //!
-//! Reading: a head (parsed in place from the driver's buffer), then the body if any, which is
-//! read and discarded (never taken for the next request), then the next head. Responses are
-//! queued in order (see [`super::encode::Output`]); while a file range or more than
-//! [`OUT_BUDGET`](super::encode::OUT_BUDGET) bytes are queued the session parses no further
-//! requests (backpressure: the driver keeps the input).
+//! The state is explicit, in two enums and one timer:
+//! - `Reading`, the input side: between requests, in a head, in a body (read and discarded,
+//!   never taken for the next request, its head held to be answered once it is in), past the
+//!   last request (input discarded), or past the client's EOF.
+//! - `Ending`, what happens once the queued output is gone: serve on, serve the request in
+//!   flight and close (draining), close, or shut our side down and linger, then lingering.
+//!   The writing side is the output queue (`encode::Output`) plus this: its one
+//!   mode, shut down, exists only while lingering, so it is `Ending::Lingering` rather than
+//!   a second enum that could say "shut down" beside "keep alive".
+//! - `Timer`, one deadline with its kind: the header timeout runs from the first byte of a
+//!   request (from the connection's start for the first one) until its head and body are in
+//!   (a 408); the idle timeout runs between requests (a quiet close); the linger timeout
+//!   bounds the discarding of unread input after we shut our side down. While an answer is
+//!   going out no timer runs.
 //!
-//! Timers (one deadline at a time): the header timeout runs from the first byte of a request
-//! (from the connection's start for the first one) until its head and body are in; the
-//! keep-alive timeout runs while idle between requests; the linger timeout bounds the
-//! discarding of unread input after we shut our side down.
+//! Responses are queued in order (see `encode::Output`); while a file range or more
+//! than [`OUT_BUDGET`](super::encode::OUT_BUDGET) bytes are queued the session parses no
+//! further requests (backpressure: the driver keeps the input).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,27 +69,63 @@ impl Default for Config {
     }
 }
 
+/// The input side: what the client's next bytes are.
 #[derive(Debug)]
 enum Reading {
+    /// Between requests: nothing of the next one has arrived.
+    Idle,
+    /// Part of a request head has arrived (so a timeout is a 408).
     Head,
-    /// A `Content-Length` body being discarded.
-    Body {
-        left: u64,
-    },
-    Chunked(ChunkedBody),
+    /// A request body being read and discarded; `head` is the request's head, answered once
+    /// the body is in.
+    Body { head: Vec<u8>, left: BodyLeft },
     /// No more requests on this connection: input is discarded.
-    Closed,
+    Discard,
+    /// The client closed its side: nothing more arrives, a request cut short has nothing to
+    /// answer, and the connection closes once the output is gone.
+    Eof,
 }
 
-/// What happens once the queued output is gone, when no more requests will be read.
+/// What is left of a request body.
+#[derive(Debug)]
+enum BodyLeft {
+    /// This many bytes of a `Content-Length` body.
+    Length(u64),
+    Chunked(ChunkedBody),
+}
+
+/// What happens once the queued output is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
     /// Keep serving.
-    Open,
+    KeepAlive,
+    /// The server is draining: the request in flight is answered with `Connection: close`.
+    Draining,
     /// Close at once: nothing is left unread (idle timeout, drain between requests, a close
     /// the client asked for).
     Close,
-    /// Shut our side down, discard input until the client's EOF or the linger deadline.
+    /// Shut our side down, then linger.
+    Linger,
+    /// Our side is shut down: input is discarded until the client's EOF or the linger timer.
+    Lingering,
+}
+
+/// The one timer a connection runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Timer {
+    kind: TimerKind,
+    at: Instant,
+}
+
+/// What a `Timer` is for, which decides what its expiry does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerKind {
+    /// A request's head and body are arriving: expiry is answered 408.
+    Header,
+    /// Waiting for a request (the first one as long as a head may take, later ones for the
+    /// keep-alive timeout): expiry closes quietly.
+    Idle,
+    /// Lingering after our shutdown: expiry closes.
     Linger,
 }
 
@@ -95,20 +139,12 @@ pub struct HttpSession {
     pub(super) access_log: AccessLog,
     reading: Reading,
     ending: Ending,
-    /// Our write side is shut down (lingering).
-    shut: bool,
-    client_eof: bool,
-    draining: bool,
+    timer: Option<Timer>,
     requests: u64,
-    /// Bytes of a request not yet answered have arrived (so a timeout is a 408).
-    mid_request: bool,
-    deadline: Option<Instant>,
     /// The instant of the latest event (the core's only clock).
     pub(super) now: Instant,
     /// Calendar time for `Date` headers and log lines, from the instant.
     pub(super) wall: Wall,
-    /// The head of a request whose body is being read, answered once the body is in.
-    held_head: Vec<u8>,
     /// Multipart boundaries: unique per response on this connection.
     pub(super) boundary_seq: u64,
 }
@@ -121,41 +157,56 @@ impl HttpSession {
         now: Instant,
         wall: Wall,
     ) -> HttpSession {
-        let deadline = Some(now + cfg.header_timeout);
+        // Until the first request's first byte the connection is idle, for as long as a head
+        // may take; that byte turns the same clock into the header clock.
+        let timer = Some(Timer {
+            kind: TimerKind::Idle,
+            at: now + cfg.header_timeout,
+        });
         HttpSession {
             cfg,
             root,
             peer_host: log_host(peer),
             out: Output::default(),
             access_log: AccessLog::default(),
-            reading: Reading::Head,
-            ending: Ending::Open,
-            shut: false,
-            client_eof: false,
-            draining: false,
+            reading: Reading::Idle,
+            ending: Ending::KeepAlive,
+            timer,
             requests: 0,
-            mid_request: false,
-            deadline,
             now,
             wall,
-            held_head: Vec::new(),
             boundary_seq: 0,
         }
     }
 
+    /// Runs the timer for `kind`, `after` from now.
+    fn start_timer(&mut self, kind: TimerKind, after: Duration) {
+        self.timer = Some(Timer {
+            kind,
+            at: self.now + after,
+        });
+    }
+
+    /// Whether no response has been decided to be the last.
+    fn serving(&self) -> bool {
+        matches!(self.ending, Ending::KeepAlive | Ending::Draining)
+    }
+
     /// After a response that ends the connection: stop reading requests.
     fn finish_connection(&mut self, ending: Ending) {
-        self.reading = Reading::Closed;
-        if self.ending == Ending::Open {
+        if !matches!(self.reading, Reading::Eof) {
+            self.reading = Reading::Discard;
+        }
+        if self.serving() {
             self.ending = ending;
         }
-        self.deadline = None;
+        self.timer = None;
     }
 
     /// Whether the connection may carry another request after this one.
     fn keep_alive(&self, head: &Head<'_>) -> bool {
         head.keep_alive
-            && !self.draining
+            && self.ending != Ending::Draining
             && !head.expect_unknown
             && (self.cfg.max_requests == 0 || self.requests < self.cfg.max_requests)
     }
@@ -178,8 +229,9 @@ impl HttpSession {
         self.finish_connection(Ending::Linger);
     }
 
-    /// Answers one complete request (head and body in).
+    /// Answers one complete request (head and body in); reading is back between requests.
     fn respond(&mut self, head: &Head<'_>) {
+        self.reading = Reading::Idle;
         let keep_alive = self.keep_alive(head);
         let r = Reply {
             head: Some(head),
@@ -188,12 +240,11 @@ impl HttpSession {
             is_head: head.method == "HEAD",
         };
         self.route(&r, head);
-        self.mid_request = false;
         if keep_alive {
             // The keep-alive clock starts when the answer has gone out (`written`); only an
             // answer with nothing to send (none today) starts it here.
             if self.out.is_empty() {
-                self.deadline = Some(self.now + self.cfg.keepalive_timeout);
+                self.start_timer(TimerKind::Idle, self.cfg.keepalive_timeout);
             }
         } else if !head.keep_alive && !head.expect_unknown {
             // The client asked for the close, so it sends nothing more: close at once
@@ -211,30 +262,31 @@ impl Session for HttpSession {
         let mut used = 0;
         loop {
             let rest = &input[used..];
-            if matches!(self.reading, Reading::Closed) {
-                if !rest.is_empty() && self.ending == Ending::Close {
-                    // Unread input at close time would turn our FIN into a reset, which
-                    // can destroy the answer before the client reads it.
-                    self.ending = Ending::Linger;
-                }
-                return input.len();
-            }
-            if rest.is_empty() {
-                return used;
-            }
             match self.reading {
-                Reading::Closed => return input.len(),
-                Reading::Head => {
+                Reading::Discard => {
+                    if !rest.is_empty() && self.ending == Ending::Close {
+                        // Unread input at close time would turn our FIN into a reset, which
+                        // can destroy the answer before the client reads it.
+                        self.ending = Ending::Linger;
+                    }
+                    return input.len();
+                }
+                Reading::Eof => return input.len(),
+                _ if rest.is_empty() => return used,
+                Reading::Idle | Reading::Head => {
                     if self.out.over_budget() {
                         return used;
                     }
                     match self.read_head(rest) {
                         Some(n) => used += n,
-                        None if matches!(self.reading, Reading::Closed) => return input.len(),
+                        None if matches!(self.reading, Reading::Discard) => return input.len(),
                         None => return used,
                     }
                 }
-                Reading::Body { ref mut left } => {
+                Reading::Body {
+                    left: BodyLeft::Length(ref mut left),
+                    ..
+                } => {
                     let take = (*left).min(rest.len() as u64);
                     *left -= take;
                     let done = *left == 0;
@@ -242,14 +294,17 @@ impl Session for HttpSession {
                     if done {
                         self.body_done();
                     } else {
-                        self.deadline = Some(self.now + self.cfg.header_timeout);
+                        self.start_timer(TimerKind::Header, self.cfg.header_timeout);
                     }
                 }
-                Reading::Chunked(ref mut body) => {
+                Reading::Body {
+                    left: BodyLeft::Chunked(ref mut body),
+                    ..
+                } => {
                     let step = body.feed(rest).map(|n| (n, body.total, body.is_done()));
                     match step {
                         Ok((_, total, _)) if total > self.cfg.max_body => {
-                            let held = std::mem::take(&mut self.held_head);
+                            let held = self.take_held_head();
                             if let Ok(Some((_, head))) = parse_head(&held, &self.cfg.limits) {
                                 self.too_large(&head);
                             }
@@ -262,11 +317,11 @@ impl Session for HttpSession {
                             } else if n == 0 {
                                 return used;
                             } else {
-                                self.deadline = Some(self.now + self.cfg.header_timeout);
+                                self.start_timer(TimerKind::Header, self.cfg.header_timeout);
                             }
                         }
                         Err(_) => {
-                            let held = std::mem::take(&mut self.held_head);
+                            let held = self.take_held_head();
                             self.reject(HeadError::Bad("bad chunked body"), &held);
                             return input.len();
                         }
@@ -278,36 +333,41 @@ impl Session for HttpSession {
 
     fn eof(&mut self, _peer: Peer, now: Instant) {
         self.now = now;
-        self.client_eof = true;
-        if !matches!(self.reading, Reading::Head) || self.mid_request {
-            // A request cut short: nothing to answer.
-            self.reading = Reading::Closed;
-        }
+        // Whatever comes next is the close: no timer is needed to reach it.
+        self.reading = Reading::Eof;
+        self.timer = None;
     }
 
     fn wants_read(&self, _peer: Peer) -> bool {
         // Backpressure: with a file or a lot of bytes queued, further requests wait in the
         // kernel (a lingering close still reads, to discard).
-        !self.client_eof && (matches!(self.reading, Reading::Closed) || !self.out.over_budget())
+        match self.reading {
+            Reading::Eof => false,
+            Reading::Discard => true,
+            _ => !self.out.over_budget(),
+        }
     }
 
     fn next_action(&mut self) -> Action<'_> {
-        if self.ending == Ending::Linger && self.client_eof {
-            self.ending = Ending::Close;
-        }
         if let Some(action) = self.out.next_action() {
             return action;
         }
+        if matches!(self.reading, Reading::Eof) {
+            return Action::Close;
+        }
         match self.ending {
             Ending::Close => Action::Close,
-            Ending::Linger if !self.shut => {
-                self.shut = true;
-                self.deadline = Some(self.now + LINGER);
+            Ending::Linger => {
+                self.ending = Ending::Lingering;
+                // Field by field, not `start_timer(&mut self)`: the borrow checker still holds
+                // `self.out` borrowed by the action that may have been returned above.
+                self.timer = Some(Timer {
+                    kind: TimerKind::Linger,
+                    at: self.now + LINGER,
+                });
                 Action::Shutdown(Peer::Client)
             }
-            Ending::Linger => Action::Wait,
-            Ending::Open if self.client_eof => Action::Close,
-            Ending::Open => Action::Wait,
+            Ending::Lingering | Ending::KeepAlive | Ending::Draining => Action::Wait,
         }
     }
 
@@ -315,26 +375,21 @@ impl Session for HttpSession {
         self.now = now;
         let drained = self.out.written(n);
         self.access_log.written(self.out.sent());
-        if drained
-            && self.ending == Ending::Open
-            && !self.mid_request
-            && matches!(self.reading, Reading::Head)
-            && self.requests > 0
-        {
+        if drained && self.serving() && matches!(self.reading, Reading::Idle) && self.requests > 0 {
             // The keep-alive clock starts once the last answer has gone out.
-            self.deadline = Some(self.now + self.cfg.keepalive_timeout);
+            self.start_timer(TimerKind::Idle, self.cfg.keepalive_timeout);
         }
     }
 
     fn closes_after_output(&self) -> bool {
-        self.ending != Ending::Open || self.client_eof
+        !self.serving() || matches!(self.reading, Reading::Eof)
     }
 
     fn deadline(&self) -> Option<Instant> {
         // While an answer is going out no timer runs: a slow reader is the driver's write
         // timeout, and the keep-alive clock restarts when the output drains.
         if self.out.is_empty() {
-            self.deadline
+            self.timer.map(|t| t.at)
         } else {
             None
         }
@@ -342,32 +397,40 @@ impl Session for HttpSession {
 
     fn timed_out(&mut self, now: Instant) {
         self.now = now;
-        if !self.out.is_empty() || self.deadline.is_none_or(|d| now < d) {
+        if !self.out.is_empty() {
             return;
         }
-        self.deadline = None;
-        if self.shut {
+        let Some(timer) = self.timer.filter(|t| t.at <= now) else {
+            return;
+        };
+        self.timer = None;
+        match timer.kind {
+            TimerKind::Header => {
+                let r = Reply {
+                    head: None,
+                    raw_line: b"-",
+                    keep_alive: false,
+                    is_head: false,
+                };
+                self.error(&r, 408, "");
+                self.finish_connection(Ending::Linger);
+            }
+            TimerKind::Idle => self.finish_connection(Ending::Close),
             // Lingered long enough.
-            self.ending = Ending::Close;
-        } else if self.mid_request {
-            let r = Reply {
-                head: None,
-                raw_line: b"-",
-                keep_alive: false,
-                is_head: false,
-            };
-            self.error(&r, 408, "");
-            self.finish_connection(Ending::Linger);
-        } else {
-            self.finish_connection(Ending::Close);
+            TimerKind::Linger => self.ending = Ending::Close,
         }
     }
 
     fn drain(&mut self, now: Instant) {
         self.now = now;
-        self.draining = true;
-        if matches!(self.reading, Reading::Head) && !self.mid_request {
-            self.finish_connection(Ending::Close);
+        match self.reading {
+            Reading::Idle => self.finish_connection(Ending::Close),
+            Reading::Head | Reading::Body { .. } => {
+                if self.ending == Ending::KeepAlive {
+                    self.ending = Ending::Draining;
+                }
+            }
+            Reading::Discard | Reading::Eof => {}
         }
     }
 
@@ -386,16 +449,21 @@ impl HttpSession {
     /// `rest`. Returns the bytes consumed, or `None` when the head is incomplete or the
     /// connection is closing.
     fn read_head(&mut self, rest: &[u8]) -> Option<usize> {
-        let first_bytes = !self.mid_request;
-        self.mid_request = true;
+        let first_bytes = matches!(self.reading, Reading::Idle);
+        self.reading = Reading::Head;
         let limits = self.cfg.limits;
         let (n, head) = match parse_head(rest, &limits) {
             Ok(None) => {
-                // The header clock runs from the request's first byte (for the first
-                // request, from the connection's start). A head that came whole needs no
-                // clock, and reading one costs a clock read per request.
-                if first_bytes && self.requests > 0 {
-                    self.deadline = Some(self.now + self.cfg.header_timeout);
+                // The header clock runs from the request's first byte; for the first request
+                // it has run since the connection's start, and only becomes a header clock.
+                // A head that came whole needs no clock, and reading one costs a clock read
+                // per request.
+                if first_bytes {
+                    if self.requests > 0 {
+                        self.start_timer(TimerKind::Header, self.cfg.header_timeout);
+                    } else if let Some(t) = &mut self.timer {
+                        t.kind = TimerKind::Header;
+                    }
                 }
                 return None;
             }
@@ -413,24 +481,37 @@ impl HttpSession {
                 return None;
             }
             framing => {
-                self.held_head = rest[..n].to_vec();
                 if head.expect_continue && head.minor >= 1 && !head.expect_unknown {
                     self.out.push_bytes(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
-                self.reading = match framing {
-                    Framing::Length(left) => Reading::Body { left },
-                    _ => Reading::Chunked(ChunkedBody::default()),
+                let left = match framing {
+                    Framing::Length(left) => BodyLeft::Length(left),
+                    _ => BodyLeft::Chunked(ChunkedBody::default()),
                 };
-                self.deadline = Some(self.now + self.cfg.header_timeout);
+                self.reading = Reading::Body {
+                    head: rest[..n].to_vec(),
+                    left,
+                };
+                self.start_timer(TimerKind::Header, self.cfg.header_timeout);
             }
         }
         Some(n)
     }
 
+    /// The head of the request whose body is being read; reading is back between requests.
+    fn take_held_head(&mut self) -> Vec<u8> {
+        match std::mem::replace(&mut self.reading, Reading::Idle) {
+            Reading::Body { head, .. } => head,
+            other => {
+                self.reading = other;
+                Vec::new()
+            }
+        }
+    }
+
     /// The body of the held request is in: answer it.
     fn body_done(&mut self) {
-        self.reading = Reading::Head;
-        let held = std::mem::take(&mut self.held_head);
+        let held = self.take_held_head();
         let limits = self.cfg.limits;
         if let Ok(Some((_, head))) = parse_head(&held, &limits) {
             self.respond(&head);
