@@ -250,7 +250,7 @@ pub fn multipart_end(boundary: &str) -> String {
 impl HttpSession {
     /// Answers with `opened`. False, with nothing queued, when a small body did not have the
     /// length the metadata said (the file changed after it was looked at).
-    pub(super) fn file(
+    pub(super) fn answer_file(
         &mut self,
         r: &Reply<'_>,
         head: &Head<'_>,

@@ -102,11 +102,11 @@ impl HttpSession {
         opened: Opened,
         name: &str,
     ) {
-        if self.file(r, head, opened, name) {
+        if self.answer_file(r, head, opened, name) {
             return;
         }
         let served = match self.root.open(rel) {
-            Ok(again) if !again.meta.is_dir => self.file(r, head, again, name),
+            Ok(again) if !again.meta.is_dir => self.answer_file(r, head, again, name),
             _ => false,
         };
         if !served {

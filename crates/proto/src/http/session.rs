@@ -785,6 +785,25 @@ mod tests {
     }
 
     #[test]
+    fn a_request_cut_short_by_eof_gets_no_late_408() {
+        let f = fixture();
+        let mut s = session(&f, Config::default());
+        s.feed(Peer::Client, GET_A, Instant::now());
+        // The next request is cut short while the first answer is still queued.
+        assert_eq!(s.feed(Peer::Client, b"GET /a.t", Instant::now()), 0);
+        s.eof(Peer::Client, Instant::now());
+        assert_eq!(s.deadline(), None, "after EOF nothing is waited for");
+        let Action::Write(_, answer) = s.next_action() else {
+            panic!("the first answer")
+        };
+        let n = answer.len();
+        s.written(Peer::Client, n, Instant::now());
+        // A driver that yields before asking again may run its timers first.
+        s.timed_out(Instant::now() + Duration::from_secs(3600));
+        assert_eq!(run(&mut s), [Seen::Close]);
+    }
+
+    #[test]
     fn drain_max_requests_and_http10() {
         let f = fixture();
         let mut s = session(&f, Config::default());
