@@ -81,7 +81,7 @@ impl Relay {
 /// The 502 answer, with the `Server` and `Date` every other answer has.
 fn push_bad_gateway(out: &mut Vec<u8>, now: std::time::SystemTime) {
     out.extend_from_slice(b"HTTP/1.1 502 Bad Gateway\r\nServer: plumb\r\nDate: ");
-    crate::http::response::push_date(out, now);
+    crate::http::encode::push_date(out, now);
     out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 28\r\nConnection: close\r\n\r\nupstream cannot be reached.\n");
 }
 

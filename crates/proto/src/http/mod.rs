@@ -8,15 +8,24 @@
 //! - [`path`]: request targets to safe, normalised paths under the root;
 //! - [`docroot`]: the document root behind a trait (files are abstract bodies), and an
 //!   in-memory one for tests and fuzzing;
-//! - [`response`]: validators, conditionals, ranges, MIME, listings, log lines;
-//! - [`session`]: the per-connection state machine.
+//! - [`session`]: the per-connection state machine (reading, ending, one timer), the
+//!   [`Session`](crate::Session) events;
+//! - `route`: the method check, path resolution, file or directory, `index.html`, listings;
+//! - [`conditional`]: validators, preconditions, `If-Range`, range plans, multipart framing;
+//! - [`encode`]: status lines and common headers, `Content-Type`, the output queue;
+//! - [`listing`]: directory listings in HTML and JSON;
+//! - [`access_log`]: Combined Log Format lines, logged with the bytes that really went out.
 
+pub mod access_log;
 pub mod chunked;
 pub mod client;
+pub mod conditional;
 pub mod docroot;
+pub mod encode;
+pub mod listing;
 pub mod parse;
 pub mod path;
-pub mod response;
+mod route;
 pub mod session;
 
 pub use docroot::{Docroot, MemDocroot};
