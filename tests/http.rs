@@ -591,6 +591,39 @@ fn interrupted_downloads_log_what_went_out(model: Model) {
     );
 }
 
+/// A large file edited in place while it is being sent (by sendfile) must not reach the
+/// client as a complete response under the old length and validators: the bytes it holds may
+/// mix two versions. The connection ends short instead. (Before, every byte went out and the
+/// response looked whole.)
+fn edited_while_sent_ends_short(model: Model) {
+    use std::io::{Read, Seek, Write};
+    const BIG: usize = 32 << 20;
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("big.bin");
+    std::fs::write(&path, random_bytes(BIG, 11)).unwrap();
+    let server = start_serve(model, root.path(), &[]);
+    let ctx = format!("model {model}");
+    let mut c = connect(server.addr());
+    c.write_all(&get("/big.bin", "")).unwrap();
+    let read = read_at_least(&mut c, 1 << 20);
+    // An editor writing into the open file: same size, other bytes, new mtime.
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.seek(std::io::SeekFrom::Start(0)).unwrap();
+    f.write_all(&random_bytes(BIG, 12)).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest); // EOF or a reset: either way, short
+    let head_and_body = read + rest.len();
+    assert!(
+        head_and_body < BIG,
+        "{ctx}: the client got {head_and_body} bytes, a whole response of a file edited mid-send"
+    );
+    // The server goes on serving.
+    let r = fetch(server.addr(), &get("/big.bin", ""));
+    assert_eq!(r.body.len(), BIG, "{ctx}");
+}
+
 /// A root of awkward names: each regular file holds its own name; FIFOs and sockets beside
 /// them cannot be served. Returns the root and the files (relative paths, as bytes).
 fn awkward_root() -> (
@@ -743,6 +776,7 @@ macro_rules! per_model {
             drain_closes_idle_connections($model);
             edits_in_place_are_never_served_torn($model);
             interrupted_downloads_log_what_went_out($model);
+            edited_while_sent_ends_short($model);
             every_listed_link_fetches($model);
         })*
         /// The list above covers every model the binary has.

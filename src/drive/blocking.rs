@@ -93,6 +93,7 @@ fn drive_with(
             service: ctx.service,
             write_timeout: ctx.write_timeout,
             now,
+            sendfile_burst: usize::MAX,
         };
         let flow = c.pump(&mut turn);
         deliver(&mut records, ctx);
@@ -196,6 +197,7 @@ fn wait(
         service: ctx.service,
         write_timeout: ctx.write_timeout,
         now,
+        sendfile_burst: usize::MAX,
     };
     if ready == 0 {
         if deadline.is_some_and(|d| now >= d) {

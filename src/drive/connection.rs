@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use plumb_proto::session::{Action, Peer, Session, Stdio};
 
+use super::MAX_PENDING_INPUT;
 use super::child::Child;
 use super::connect::{self, Connecting};
 use super::surface::{Pipe, Surface};
-use super::{MAX_PENDING_INPUT, SENDFILE_CHUNK};
 use crate::net::Stream;
 use crate::report::Record;
 use crate::services::Service;
@@ -72,6 +72,10 @@ pub struct Turn<'a> {
     pub service: &'a dyn Service,
     pub write_timeout: Duration,
     pub now: Instant,
+    /// Most bytes one `sendfile` may send before the connection yields: the event loop's
+    /// [`SENDFILE_CHUNK`](super::SENDFILE_CHUNK) (fairness among its connections); a waiter
+    /// with one connection has nobody to yield to and lets the kernel send what fits.
+    pub sendfile_burst: usize,
 }
 
 /// What the waiter should do with a connection after it ran.
@@ -462,7 +466,14 @@ impl Connection {
                         Stop::WriteBlocked
                     } else {
                         budget -= 1;
-                        let want = (len as usize).min(SENDFILE_CHUNK);
+                        let burst = turn.sendfile_burst;
+                        let want = (len as usize).min(burst);
+                        if want as u64 == len && body.fd().is_some() && !body.unchanged() {
+                            // The file was edited while it went out: what the client holds
+                            // may mix two versions, so it must not get a complete response
+                            // under the old length and validators.
+                            return Err(io::Error::other("file changed while being sent"));
+                        }
                         let sent = match body.fd() {
                             Some(fd) => match side.surface.surface().try_sendfile(fd, offset, want)
                             {
@@ -479,7 +490,7 @@ impl Connection {
                                 "file shrank while being sent",
                             ));
                         }
-                        match self.wrote(Peer::Client, sent, len > 0, Some(len), now)? {
+                        match self.wrote(Peer::Client, sent, len > 0, Some((len, burst)), now)? {
                             Step::Again => continue,
                             Step::Yield => return Ok(Flow::Yield),
                             Step::Blocked => Stop::WriteBlocked,
@@ -533,13 +544,14 @@ impl Connection {
 
     /// The outcome of one write or body send to `p`: counts, the session told, the write
     /// stall cleared; `nonempty` when zero bytes going out means the peer is gone; `body` is
-    /// the body length still to send, after a full burst of which the connection yields.
+    /// the body length still to send and the burst, after a full one of which the connection
+    /// yields.
     fn wrote(
         &mut self,
         p: Peer,
         sent: io::Result<usize>,
         nonempty: bool,
-        body: Option<u64>,
+        body: Option<(u64, usize)>,
         now: Instant,
     ) -> io::Result<Step> {
         match sent {
@@ -552,7 +564,7 @@ impl Connection {
                 self.session.written(p, n, now);
                 // A full burst went out: let the others have theirs.
                 Ok(match body {
-                    Some(len) if n == SENDFILE_CHUNK && (n as u64) < len => Step::Yield,
+                    Some((len, burst)) if n == burst && (n as u64) < len => Step::Yield,
                     _ => Step::Again,
                 })
             }

@@ -50,8 +50,9 @@ impl Parker {
 pub(crate) struct WaitingRoom {
     poll: Poll,
     inbox: Arc<Mutex<Vec<Connection>>>,
-    /// Parked connections by id, with the descriptors registered for them.
-    parked: HashMap<usize, (Connection, Vec<i32>)>,
+    /// Parked connections by id, with the descriptors registered for them and the deadline
+    /// armed for them.
+    parked: HashMap<usize, (Connection, Vec<i32>, Option<Instant>)>,
     deadlines: Deadlines,
     next_id: usize,
     drain_fd: i32,
@@ -135,7 +136,7 @@ impl WaitingRoom {
                 ready.push(due.slot);
             }
             for id in ready {
-                if let Some((c, fds)) = self.parked.remove(&id) {
+                if let Some((c, fds, _)) = self.parked.remove(&id) {
                     for fd in fds {
                         let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
                     }
@@ -188,6 +189,20 @@ impl WaitingRoom {
                 id: 0,
             });
         }
-        self.parked.insert(id, (c, fds));
+        self.parked.insert(id, (c, fds, deadline));
+        self.compact_deadlines();
+    }
+
+    /// Every park arms a deadline (the keep-alive timeout) that stays in the heap after the
+    /// connection is resumed: a busy pool parks tens of thousands of times a second, so drop
+    /// the entries of connections no longer parked once they outnumber the parked ones (the
+    /// event loop does the same).
+    fn compact_deadlines(&mut self) {
+        if self.deadlines.len() <= 2 * self.parked.len() + 1024 {
+            return;
+        }
+        let parked = &self.parked;
+        self.deadlines
+            .retain(|due| parked.get(&due.slot).is_some_and(|p| p.2 == Some(due.at)));
     }
 }

@@ -20,11 +20,27 @@ use plumb_proto::http::docroot::{Body, Docroot, ListEntry, Meta, OpenError, Open
 #[derive(Debug)]
 pub struct FileBody {
     file: File,
+    /// Size, mtime and ctime when opened: an edit in place changes at least one.
+    stamp: (u64, i64, i64, i64, i64),
+}
+
+fn stamp_of(m: &std::fs::Metadata) -> (u64, i64, i64, i64, i64) {
+    (
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    )
 }
 
 impl FileBody {
-    pub fn new(file: File) -> FileBody {
-        FileBody { file }
+    /// A body for `file`, whose metadata at opening is `m`.
+    pub fn new(file: File, m: &std::fs::Metadata) -> FileBody {
+        FileBody {
+            file,
+            stamp: stamp_of(m),
+        }
     }
 
     /// The open file (the cache revalidates it with `fstat`).
@@ -44,6 +60,13 @@ impl Body for FileBody {
 
     fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         Some(self.file.as_fd())
+    }
+
+    /// One `fstat` per large piece (before its last `sendfile` burst), not per request.
+    fn unchanged(&self) -> bool {
+        self.file
+            .metadata()
+            .is_ok_and(|m| stamp_of(&m) == self.stamp)
     }
 }
 
@@ -134,7 +157,7 @@ impl FsDocroot {
             // FIFOs, sockets, devices: reading them could block a worker forever.
             return Err(OpenError::Forbidden);
         }
-        Ok((Arc::new(FileBody::new(file)), meta_of(&m)))
+        Ok((Arc::new(FileBody::new(file, &m)), meta_of(&m)))
     }
 }
 

@@ -80,6 +80,12 @@ pub trait Body: Send + Sync + std::fmt::Debug {
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         None
     }
+    /// Whether the bytes are still those the body was opened with (a file edited in place
+    /// is not). The driver asks before the last burst of a piece it copies in the kernel,
+    /// and ends the connection rather than finish a response under the old labels.
+    fn unchanged(&self) -> bool {
+        true
+    }
 }
 
 /// How a child process ended.

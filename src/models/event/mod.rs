@@ -24,7 +24,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::{Server, in_process, is_out_of_descriptors};
 use crate::drive::timers::{Deadlines, Due};
-use crate::drive::{Connection, Flow, READ_CHUNK, Readiness, Source, Turn};
+use crate::drive::{Connection, Flow, READ_CHUNK, Readiness, SENDFILE_CHUNK, Source, Turn};
 use crate::net::Stream;
 use crate::report::{Record, Summary};
 
@@ -274,6 +274,7 @@ impl<'s> EventLoop<'s> {
                 service: &*self.server.service,
                 write_timeout: self.server.options.write_timeout,
                 now,
+                sendfile_burst: SENDFILE_CHUNK,
             },
             &self.registry,
         )
