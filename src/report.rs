@@ -282,7 +282,16 @@ impl Collector {
         while let Ok(n @ 1..) = plumb_sys::read(pipe, &mut buf) {
             self.ingest(&buf[..n]);
         }
-        self.flush();
+        self.flush_batch();
+    }
+
+    /// Whether a terminal log holds lines not yet written (its owner should wake within
+    /// [`TERMINAL_FLUSH`] to flush them).
+    pub fn holds_lines(&self) -> bool {
+        [&self.connections, &self.access]
+            .into_iter()
+            .flatten()
+            .any(|w| !w.buffer().is_empty())
     }
 
     /// After a batch of records: files and pipes are flushed at once (a reader sees every

@@ -345,13 +345,20 @@ fn help_names_serve_and_every_default_address() {
 }
 
 /// The per-request writes of the log thread (`plumb-log`), from /proc.
-fn log_thread_writes(pid: i32) -> Option<u64> {
+/// The writes of the thread that writes the log: the `plumb-log` thread of the in-process
+/// models, or the single-threaded parent of the process models (`main`: its task is the pid).
+fn log_thread_writes(pid: i32, process_model: bool) -> Option<u64> {
     for t in std::fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
         .flatten()
     {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if comm.trim() == "plumb-log" {
+        let is_writer = if process_model {
+            t.file_name().to_str() == Some(&pid.to_string())
+        } else {
+            comm.trim() == "plumb-log"
+        };
+        if is_writer {
             let io = std::fs::read_to_string(t.path().join("io")).ok()?;
             return io
                 .lines()
@@ -366,6 +373,18 @@ fn log_thread_writes(pid: i32) -> Option<u64> {
 /// `write` per request, and every line still comes out by the exit.
 #[test]
 fn access_log_on_a_terminal_is_batched_and_complete() {
+    terminal_log("thread");
+}
+
+/// The same under a process model: the parent, which reads the children's records from the
+/// pipe, flushes a terminal log on the same 100 ms timer (it flushed after every read).
+#[test]
+fn access_log_on_a_terminal_is_batched_under_fork() {
+    terminal_log("fork");
+}
+
+fn terminal_log(model: &str) {
+    let process_model = model == "fork";
     if Command::new("script").arg("--version").output().is_err() {
         eprintln!("skipping: no script(1) to make a terminal");
         return;
@@ -373,7 +392,7 @@ fn access_log_on_a_terminal_is_batched_and_complete() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("f"), b"hi").unwrap();
     let cmd = format!(
-        "exec {PLUMB} serve {} --listen 127.0.0.1:0 --model thread",
+        "exec {PLUMB} serve {} --listen 127.0.0.1:0 --model {model}",
         dir.path().display()
     );
     let mut script = Command::new("script")
@@ -416,10 +435,10 @@ fn access_log_on_a_terminal_is_batched_and_complete() {
         .expect("plumb under script");
     // The log thread starts just after the `listening on` line.
     assert!(
-        wait_until(DEADLINE, || log_thread_writes(pid).is_some()),
+        wait_until(DEADLINE, || log_thread_writes(pid, process_model).is_some()),
         "no plumb-log thread with I/O counters"
     );
-    let before = log_thread_writes(pid).unwrap();
+    let before = log_thread_writes(pid, process_model).unwrap();
     const N: usize = 300;
     let mut c = common::http::Client::new(&addr);
     let started = Instant::now();
@@ -428,7 +447,7 @@ fn access_log_on_a_terminal_is_batched_and_complete() {
         assert_eq!(c.response(false).status, 200);
     }
     let elapsed = started.elapsed();
-    let writes = log_thread_writes(pid).unwrap() - before;
+    let writes = log_thread_writes(pid, process_model).unwrap() - before;
     // One flush per 100 ms (and a full buffer), not one per request.
     let most = 3 + 2 * (elapsed.as_millis() as u64 / 100);
     assert!(

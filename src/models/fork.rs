@@ -27,7 +27,7 @@ pub fn run(server: &Server) -> io::Result<Summary> {
             &server.listeners,
             server.shutdown.wake_fd(),
             &[parent.records_fd()],
-            None,
+            parent.patience(),
         ) {
             Wake::Conn(stream, peer) => {
                 let spawned = parent.spawn(|reporter| {

@@ -73,7 +73,19 @@ impl<'a> Parent<'a> {
 
     /// Waits up to `timeout` for a record, a signal (SIGCHLD, SIGTERM) or a shutdown notice,
     /// then services the children.
+    /// How long the parent may sleep: forever, unless a terminal log holds lines, which go
+    /// out within [`crate::report::TERMINAL_FLUSH`].
+    pub(crate) fn patience(&self) -> Option<Duration> {
+        self.collector
+            .holds_lines()
+            .then_some(crate::report::TERMINAL_FLUSH)
+    }
+
     pub(crate) fn wait(&mut self, timeout: Option<Duration>) -> Vec<(pid_t, ExitStatus)> {
+        let timeout = match (timeout, self.patience()) {
+            (Some(t), Some(p)) => Some(t.min(p)),
+            (t, p) => t.or(p),
+        };
         let mut fds = [
             PollFd::new(self.records_fd(), events::READ),
             PollFd::new(self.server.shutdown.wake_fd(), events::READ),
