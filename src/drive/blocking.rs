@@ -18,6 +18,15 @@ use crate::report::Record;
 /// queued.
 const PARK_AFTER: Duration = Duration::from_millis(2);
 
+/// How long one blocking write may wait before the waiter re-checks the hard stop and the
+/// write timeout.
+const WRITE_TICK: Duration = Duration::from_millis(250);
+
+/// Most bytes one blocking `sendfile` sends: the kernel waits for room inside the call, so
+/// bursts can be large; bounded so that a file edited while it goes out is still noticed
+/// before its last burst (see `Body::unchanged`).
+const BLOCKING_SENDFILE_BURST: usize = 1024 * 1024;
+
 /// Turns (waits for the next input) a pool worker gives one connection while others queue.
 pub const YIELD_AFTER: u32 = 8;
 
@@ -57,10 +66,20 @@ pub fn serve_connection(client: Stream, peer: &str, ctx: &Context<'_>) {
     }
 }
 
-/// A connection for an accepted client: non-blocking, `TCP_NODELAY`, with a fresh session.
-/// `None` (logged) when the socket cannot be set up.
+/// A connection for an accepted client: `TCP_NODELAY`, with a fresh session. `None`
+/// (logged) when the socket cannot be set up.
+///
+/// The socket stays blocking for writes, with a send timeout of [`WRITE_TICK`]: a thread that
+/// serves one connection has nobody to yield to, so a `sendfile` may wait in the kernel for
+/// room instead of returning at every full buffer for a `poll` (10 MiB responses under the
+/// pool: 13% more server CPU with non-blocking sends). A write that makes no progress within
+/// a tick reports "would block" like a non-blocking one, so the pump and this waiter check
+/// the hard stop and the write timeout between ticks. Reads never block (`MSG_DONTWAIT`).
 pub fn open(client: Stream, peer: String, ctx: &Context<'_>) -> Option<Connection> {
-    if let Err(e) = client.set_nonblocking(true) {
+    if let Err(e) = client
+        .set_nonblocking(false)
+        .and_then(|()| client.set_write_timeout(Some(WRITE_TICK)))
+    {
         log::debug!("connection from {peer}: {e}");
         return None;
     }
@@ -93,7 +112,7 @@ fn drive_with(
             service: ctx.service,
             write_timeout: ctx.write_timeout,
             now,
-            sendfile_burst: usize::MAX,
+            sendfile_burst: BLOCKING_SENDFILE_BURST,
         };
         let flow = c.pump(&mut turn);
         deliver(&mut records, ctx);
@@ -197,7 +216,7 @@ fn wait(
         service: ctx.service,
         write_timeout: ctx.write_timeout,
         now,
-        sendfile_burst: usize::MAX,
+        sendfile_burst: BLOCKING_SENDFILE_BURST,
     };
     if ready == 0 {
         if deadline.is_some_and(|d| now >= d) {

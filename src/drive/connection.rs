@@ -74,7 +74,7 @@ pub struct Turn<'a> {
     pub now: Instant,
     /// Most bytes one `sendfile` may send before the connection yields: the event loop's
     /// [`SENDFILE_CHUNK`](super::SENDFILE_CHUNK) (fairness among its connections); a waiter
-    /// with one connection has nobody to yield to and lets the kernel send what fits.
+    /// with one connection has nobody to yield to and sends larger bursts.
     pub sendfile_burst: usize,
 }
 

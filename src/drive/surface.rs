@@ -4,7 +4,7 @@
 //! implementation (rustls keeps records in user space, so it answers `try_sendfile` with
 //! `Unsupported` and the pump falls back to reading the body into a buffer).
 
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::net::Stream;
@@ -40,8 +40,10 @@ pub trait Surface: AsFd + Send + std::fmt::Debug {
 }
 
 impl Surface for Stream {
+    /// Never blocks, even on a socket left blocking for its writes (see
+    /// [`crate::drive::blocking`]).
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read(buf)
+        plumb_sys::tcp::recv_now(&*self, buf)
     }
 
     fn try_write(&mut self, buf: &[u8], last: bool) -> io::Result<usize> {

@@ -73,6 +73,27 @@ pub fn unsent_bytes(fd: &impl AsRawFd) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// `recv(MSG_DONTWAIT)`: reads what is there without blocking, whatever the socket's mode
+/// (`EAGAIN` when nothing is), so one socket can have blocking writes (with a send timeout)
+/// and non-blocking reads.
+///
+/// # Errors
+/// `WouldBlock` when nothing is there; `ECONNRESET` and the like.
+pub fn recv_now(sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the call.
+        match syscall!(recv(
+            sock.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r.map(|n| n as usize),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
