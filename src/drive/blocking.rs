@@ -76,10 +76,9 @@ pub fn serve_connection(client: Stream, peer: &str, ctx: &Context<'_>) {
 /// a tick reports "would block" like a non-blocking one, so the pump and this waiter check
 /// the hard stop and the write timeout between ticks. Reads never block (`MSG_DONTWAIT`).
 pub fn open(client: Stream, peer: String, ctx: &Context<'_>) -> Option<Connection> {
-    if let Err(e) = client
-        .set_nonblocking(false)
-        .and_then(|()| client.set_write_timeout(Some(WRITE_TICK)))
-    {
+    // An accepted socket is blocking whatever its listener is (Linux does not pass
+    // O_NONBLOCK on through accept), so only the send timeout needs setting.
+    if let Err(e) = client.set_write_timeout(Some(WRITE_TICK)) {
         log::debug!("connection from {peer}: {e}");
         return None;
     }

@@ -51,21 +51,20 @@ impl Child {
             cmd.current_dir(dir);
         }
         let mut process = cmd.spawn()?;
-        let pipes = (|| {
-            let stdin = process.stdin.take().map(OwnedFd::from);
-            let stdout = process.stdout.take().map(OwnedFd::from);
-            let stderr = process.stderr.take().map(OwnedFd::from);
-            match (stdin, stdout, stderr) {
-                (Some(i), Some(o), Some(e)) => Ok((Pipe::new(i)?, Pipe::new(o)?, Pipe::new(e)?)),
-                _ => Err(io::Error::other("a child without its pipes")),
-            }
+        let pipe = |end: Option<OwnedFd>| {
+            end.ok_or_else(|| io::Error::other("a child without its pipes"))
+                .and_then(Pipe::new)
+        };
+        let started = (|| {
+            let pipes = (
+                pipe(process.stdin.take().map(OwnedFd::from))?,
+                pipe(process.stdout.take().map(OwnedFd::from))?,
+                pipe(process.stderr.take().map(OwnedFd::from))?,
+            );
+            Ok((plumb_sys::pidfd_open(process.id() as i32)?, pipes))
         })();
-        let exit_fd = pipes
-            .as_ref()
-            .map_err(|e| io::Error::new(e.kind(), e.to_string()))
-            .and_then(|_| plumb_sys::pidfd_open(process.id() as i32));
-        match (pipes, exit_fd) {
-            (Ok(pipes), Ok(exit_fd)) => Ok((
+        match started {
+            Ok((exit_fd, pipes)) => Ok((
                 Child {
                     process,
                     exit_fd,
@@ -73,7 +72,7 @@ impl Child {
                 },
                 pipes,
             )),
-            (Err(e), _) | (_, Err(e)) => {
+            Err(e) => {
                 let _ = process.kill();
                 let _ = process.wait();
                 Err(e)

@@ -468,13 +468,14 @@ impl Connection {
                         budget -= 1;
                         let burst = turn.sendfile_burst;
                         let want = (len as usize).min(burst);
-                        if want as u64 == len && body.fd().is_some() && !body.unchanged() {
+                        let fd = body.fd();
+                        if want as u64 == len && fd.is_some() && !body.unchanged() {
                             // The file was edited while it went out: what the client holds
                             // may mix two versions, so it must not get a complete response
                             // under the old length and validators.
                             return Err(io::Error::other("file changed while being sent"));
                         }
-                        let sent = match body.fd() {
+                        let sent = match fd {
                             Some(fd) => match side.surface.surface().try_sendfile(fd, offset, want)
                             {
                                 Err(e) if e.kind() == io::ErrorKind::Unsupported => {

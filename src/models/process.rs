@@ -100,18 +100,13 @@ impl<'a> Parent<'a> {
     pub(crate) fn finish(mut self) -> Summary {
         let deadline = self.server.shutdown.begin_drain();
         // The grace period, cut short by a second SIGINT/SIGTERM.
-        while !self.children.is_empty() && Instant::now() < deadline {
-            self.wait(Some(deadline.saturating_duration_since(Instant::now())));
-            if self.server.shutdown.stop_requested() {
-                break;
-            }
-        }
+        self.wait_children_until(deadline, true);
         self.server.shutdown.hard_stop();
-        self.wait_children_until(Instant::now() + Duration::from_secs(1));
+        self.wait_children_until(Instant::now() + Duration::from_secs(1), false);
         for &pid in &self.children {
             let _ = plumb_sys::kill(pid, signal::SIGTERM);
         }
-        self.wait_children_until(Instant::now() + Duration::from_secs(1));
+        self.wait_children_until(Instant::now() + Duration::from_secs(1), false);
         for &pid in &self.children {
             let _ = plumb_sys::kill(pid, signal::SIGKILL);
         }
@@ -127,13 +122,18 @@ impl<'a> Parent<'a> {
         self.collector.finish()
     }
 
-    fn wait_children_until(&mut self, deadline: Instant) {
+    /// Waits until every child has ended or `deadline`; with `until_signal`, also until a
+    /// stop signal arrives (the drain began after one, so this is a second).
+    fn wait_children_until(&mut self, deadline: Instant, until_signal: bool) {
         while !self.children.is_empty() {
             let now = Instant::now();
             if now >= deadline {
                 return;
             }
             self.wait(Some(deadline - now));
+            if until_signal && self.server.shutdown.stop_requested() {
+                return;
+            }
         }
     }
 }
