@@ -347,16 +347,8 @@ impl HttpSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::docroot::test_meta as meta;
     use std::time::Duration;
-
-    fn meta(len: u64, is_dir: bool) -> Meta {
-        Meta {
-            is_dir,
-            len,
-            inode: 7,
-            modified: UNIX_EPOCH + Duration::from_secs(1_000_000_000),
-        }
-    }
 
     #[test]
     fn ranges() {

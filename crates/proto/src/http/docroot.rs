@@ -238,6 +238,17 @@ impl Docroot for MemDocroot {
     }
 }
 
+/// A fixed file or directory description for the unit tests of the HTTP modules.
+#[cfg(test)]
+pub(crate) fn test_meta(len: u64, is_dir: bool) -> Meta {
+    Meta {
+        is_dir,
+        len,
+        inode: 7,
+        modified: UNIX_EPOCH + Duration::from_secs(1_000_000_000),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,17 +111,7 @@ pub fn listing_json(url_path: &str, entries: &[ListEntry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::docroot::Meta;
-    use std::time::{Duration, UNIX_EPOCH};
-
-    fn meta(len: u64, is_dir: bool) -> Meta {
-        Meta {
-            is_dir,
-            len,
-            inode: 7,
-            modified: UNIX_EPOCH + Duration::from_secs(1_000_000_000),
-        }
-    }
+    use crate::http::docroot::test_meta as meta;
 
     #[test]
     fn listings_escape_and_encode() {
