@@ -59,6 +59,10 @@ pub struct RelayArgs {
     /// The upstream each client is relayed to: HOST:PORT, [V6]:PORT or unix:/PATH.
     #[arg(long, value_name = "ADDR")]
     pub to: String,
+    /// Copy relayed bytes through user space instead of moving them between the sockets
+    /// with splice(2) (the default where both ends are sockets).
+    #[arg(long)]
+    pub no_splice: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }

@@ -66,6 +66,7 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
             let service = RelayService {
                 upstream,
                 on_failure: OnConnectFailure::Close,
+                splice: !a.no_splice,
             };
             let banner = |at: &str| format!("relaying {at} to {upstream_shown}");
             plumb::server::run_server(

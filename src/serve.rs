@@ -98,6 +98,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         let service = RelayService {
             upstream: upstream.clone(),
             on_failure: OnConnectFailure::BadGateway,
+            splice: true,
         };
         return server::run_server(
             &args.server,

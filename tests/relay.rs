@@ -1,5 +1,6 @@
 //! End-to-end tests of `plumb relay` over every model: exact bytes both ways, half-close in
-//! each direction, UNIX <-> TCP both ways, and an unreachable upstream.
+//! each direction, UNIX <-> TCP both ways, and an unreachable upstream; the byte tests run
+//! with splice(2) (the default) and with `--no-splice` (user-space copies).
 
 mod common;
 
@@ -11,7 +12,11 @@ use common::*;
 use plumb::models::Model;
 
 fn relay(model: Model, listen: &str, to: &str) -> Server {
-    Server::start(&[
+    relay_mode(model, listen, to, true)
+}
+
+fn relay_mode(model: Model, listen: &str, to: &str, splice: bool) -> Server {
+    let mut args = vec![
         "relay",
         "--model",
         model.name(),
@@ -23,7 +28,11 @@ fn relay(model: Model, listen: &str, to: &str) -> Server {
         "4",
         "--threads",
         "8",
-    ])
+    ];
+    if !splice {
+        args.push("--no-splice");
+    }
+    Server::start(&args)
 }
 
 fn roundtrip(addr: &str, len: usize, seed: u64) {
@@ -66,10 +75,15 @@ fn relays_exact_bytes_under_every_model_and_transport() {
             };
             // TCP -> TCP, UNIX -> TCP, and every transport -> UNIX.
             for upstream in [&echo_tcp, &echo_unix] {
-                let r = relay(model, &listen, upstream);
-                roundtrip(r.addr(), 8 << 20, 11);
-                let (st, err) = r.stop();
-                assert!(st.success(), "{model} {t:?} -> {upstream}: {err}");
+                for splice in [true, false] {
+                    let r = relay_mode(model, &listen, upstream, splice);
+                    roundtrip(r.addr(), 8 << 20, 11);
+                    let (st, err) = r.stop();
+                    assert!(
+                        st.success(),
+                        "{model} {t:?} -> {upstream} splice={splice}: {err}"
+                    );
+                }
             }
         }
     }

@@ -25,6 +25,8 @@ use crate::net::Stream;
 use crate::report::Record;
 use crate::services::Service;
 
+mod forward;
+
 /// Reads and writes one connection may do per turn before its waiter serves the others.
 const IO_BUDGET: u32 = 64;
 
@@ -290,6 +292,8 @@ pub struct Connection {
     drained: bool,
     /// Descriptors opened since the waiter last asked (the event loop registers them).
     opened: Vec<Source>,
+    /// Directions moved inside the kernel ([`Action::Forward`]).
+    forwards: Vec<forward::Forward>,
     /// The last child's exit, for the record.
     exit: Option<Exit>,
 }
@@ -327,6 +331,7 @@ impl Connection {
             write_stalled_since: None,
             drained: false,
             opened: Vec::new(),
+            forwards: Vec::new(),
             exit: None,
         }
     }
@@ -368,7 +373,8 @@ impl Connection {
             let connecting = p == Peer::Upstream && self.connecting.is_some();
             let read = !connecting
                 && !side.readable
-                && self.wants_read(p)
+                && (self.wants_read(p)
+                    || self.forwards.iter().any(|f| f.from == p && f.wants_input()))
                 && side.pending.len() < MAX_PENDING_INPUT;
             let write = connecting || !side.writable;
             if read || write {
@@ -575,6 +581,10 @@ impl Connection {
                         }
                     }
                 }
+                Action::Forward { from, to } => {
+                    self.start_forward(from, to, now);
+                    continue;
+                }
                 Action::Connect => {
                     self.start_connect(turn);
                     continue;
@@ -613,7 +623,14 @@ impl Connection {
             if self.read_ready(turn, stop, &mut budget)? {
                 continue;
             }
-            if stop == Stop::WriteBlocked && self.write_stalled_since.is_none() {
+            let mut forward_blocked = false;
+            if !self.forwards.is_empty()
+                && self.run_forwards(now, &mut budget, &mut forward_blocked)?
+            {
+                continue;
+            }
+            if (stop == Stop::WriteBlocked || forward_blocked) && self.write_stalled_since.is_none()
+            {
                 self.write_stalled_since = Some(now);
             }
             return Ok(Flow::Open);

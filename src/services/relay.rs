@@ -12,6 +12,8 @@ use crate::net::Addr;
 pub struct RelayService {
     pub upstream: Addr,
     pub on_failure: OnConnectFailure,
+    /// Move relayed bytes with `splice(2)` where both ends are kernel sockets.
+    pub splice: bool,
 }
 
 impl Service for RelayService {
@@ -24,10 +26,9 @@ impl Service for RelayService {
     fn session(&self, _peer: &str, now: Instant) -> Box<dyn Session + Send> {
         // The 502 page's Date; the calendar is read here, on the server side, once per
         // connection.
-        Box::new(Relay::new(
-            self.on_failure,
-            Wall::new(now, SystemTime::now()),
-        ))
+        Box::new(
+            Relay::new(self.on_failure, Wall::new(now, SystemTime::now())).kernel_copy(self.splice),
+        )
     }
     fn upstream(&self) -> Option<&Addr> {
         Some(&self.upstream)

@@ -5,6 +5,12 @@
 //!
 //! Each direction holds at most [`RELAY_WINDOW`] bytes; when a direction is full the session
 //! stops reading from its source, so a slow side slows the other instead of filling memory.
+//!
+//! With [`Relay::kernel_copy`] on, once the upstream is connected each direction is handed
+//! to the driver with [`Action::Forward`] (`splice(2)` through a pipe whose capacity is the
+//! window); where the driver cannot (TLS, a child's pipes) the session copies as above. The
+//! half-close logic is the same either way: the driver reports `eof` of a forwarded source
+//! once all its bytes have been delivered.
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +41,17 @@ enum Upstream {
 /// the answer.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// Whether a direction is copied by the session or moved by the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mover {
+    /// The session copies (kernel copy off, or not asked yet).
+    Session,
+    /// [`Action::Forward`] is to be asked once the session's buffer for it is empty.
+    Ask,
+    /// The driver moves it.
+    Kernel,
+}
+
 #[derive(Debug)]
 pub struct Relay {
     upstream: Upstream,
@@ -50,6 +67,10 @@ pub struct Relay {
     now: Option<Instant>,
     /// Calendar time for the 502 page's `Date`.
     wall: Wall,
+    kernel_copy: bool,
+    /// Client -> upstream, and upstream -> client.
+    up: Mover,
+    down: Mover,
 }
 
 impl Relay {
@@ -66,7 +87,17 @@ impl Relay {
             linger_until: None,
             now: None,
             wall,
+            kernel_copy: false,
+            up: Mover::Session,
+            down: Mover::Session,
         }
+    }
+
+    /// Asks the driver to move both directions inside the kernel once connected.
+    #[must_use]
+    pub fn kernel_copy(mut self, on: bool) -> Self {
+        self.kernel_copy = on;
+        self
     }
 
     fn buf(&mut self, towards: Peer) -> &mut OutBuf {
@@ -113,12 +144,14 @@ impl Session for Relay {
         match peer {
             Peer::Client => {
                 !self.client_eof
+                    && self.up != Mover::Kernel
                     && (self.upstream == Upstream::Failed || self.to_upstream.len() < RELAY_WINDOW)
             }
             Peer::Child(..) => false,
             Peer::Upstream => {
                 self.upstream == Upstream::Connected
                     && !self.upstream_eof
+                    && self.down != Mover::Kernel
                     && self.to_client.len() < RELAY_WINDOW
             }
         }
@@ -153,6 +186,22 @@ impl Session for Relay {
         if !self.to_upstream.is_empty() {
             return Action::Write(Peer::Upstream, self.to_upstream.pending());
         }
+        // Both buffers are empty: a direction still to be handed over goes now (its answer,
+        // `forwarding`, comes before the next call).
+        if self.up == Mover::Ask && !self.client_eof {
+            self.up = Mover::Session;
+            return Action::Forward {
+                from: Peer::Client,
+                to: Peer::Upstream,
+            };
+        }
+        if self.down == Mover::Ask && !self.upstream_eof {
+            self.down = Mover::Session;
+            return Action::Forward {
+                from: Peer::Upstream,
+                to: Peer::Client,
+            };
+        }
         if self.client_eof && !self.upstream_shut {
             self.upstream_shut = true;
             return Action::Shutdown(Peer::Upstream);
@@ -176,12 +225,25 @@ impl Session for Relay {
         self.now = Some(now);
         if ok {
             self.upstream = Upstream::Connected;
+            if self.kernel_copy {
+                self.up = Mover::Ask;
+                self.down = Mover::Ask;
+            }
         } else {
             self.upstream = Upstream::Failed;
             self.to_upstream = OutBuf::default();
             if self.on_failure == OnConnectFailure::BadGateway {
                 push_bad_gateway(self.to_client.vec(), self.wall.time_at(now));
             }
+        }
+    }
+
+    fn forwarding(&mut self, from: Peer, ok: bool, now: Instant) {
+        self.now = Some(now);
+        let mover = if ok { Mover::Kernel } else { Mover::Session };
+        match from {
+            Peer::Upstream => self.down = mover,
+            _ => self.up = mover,
         }
     }
 
@@ -253,6 +315,46 @@ mod tests {
         ));
         assert!(matches!(flush(&mut s, &mut c, &mut u), Action::Close));
         assert_eq!(c, b"world");
+    }
+
+    #[test]
+    fn kernel_copy_hands_each_direction_over_after_its_buffer() {
+        let mut s = Relay::new(OnConnectFailure::Close, wall()).kernel_copy(true);
+        assert!(matches!(s.next_action(), Action::Connect));
+        assert_eq!(s.feed(Peer::Client, b"early", Instant::now()), 5);
+        s.connected(true, Instant::now());
+        // The bytes held while connecting go first, then the direction is handed over.
+        assert!(matches!(
+            s.next_action(),
+            Action::Write(Peer::Upstream, b"early")
+        ));
+        s.written(Peer::Upstream, 5, Instant::now());
+        assert!(matches!(
+            s.next_action(),
+            Action::Forward {
+                from: Peer::Client,
+                to: Peer::Upstream
+            }
+        ));
+        s.forwarding(Peer::Client, true, Instant::now());
+        assert!(!s.wants_read(Peer::Client), "the driver reads it now");
+        assert!(matches!(
+            s.next_action(),
+            Action::Forward {
+                from: Peer::Upstream,
+                to: Peer::Client
+            }
+        ));
+        // Refused (say, TLS on that side): the session copies that direction itself.
+        s.forwarding(Peer::Upstream, false, Instant::now());
+        assert!(s.wants_read(Peer::Upstream));
+        assert!(matches!(s.next_action(), Action::Wait));
+        // The driver's eof of a forwarded source carries the half-close as before.
+        s.eof(Peer::Client, Instant::now());
+        assert!(matches!(s.next_action(), Action::Shutdown(Peer::Upstream)));
+        s.eof(Peer::Upstream, Instant::now());
+        assert!(matches!(s.next_action(), Action::Shutdown(Peer::Client)));
+        assert!(matches!(s.next_action(), Action::Close));
     }
 
     #[test]

@@ -156,6 +156,15 @@ pub enum Action<'a> {
     },
     /// Open the upstream connection, then call [`Session::connected`].
     Connect,
+    /// From now on, move every byte that arrives from `from` to `to` inside the kernel (a
+    /// relay's direction: `splice(2)` through a pipe), and say at once with
+    /// [`Session::forwarding`] whether that is possible. If it is, the session no longer
+    /// sees that direction's bytes (the driver counts them and applies the same
+    /// backpressure: at most a pipe's worth in flight); [`Session::eof`] of `from` arrives
+    /// once `from` has ended and every byte read from it has reached `to`. If not (TLS, a
+    /// child's pipe, a kernel that refuses), nothing changed and the session copies as
+    /// before. Output the session still holds for `to` must be written first.
+    Forward { from: Peer, to: Peer },
     /// Start a child process on pipes in this slot (one not in use), then call
     /// [`Session::spawned`]; its end is reported with [`Session::exited`].
     Spawn(ChildId, &'a SpawnRequest),
@@ -190,6 +199,10 @@ pub trait Session {
     /// The outcome of [`Action::Connect`].
     fn connected(&mut self, ok: bool, now: Instant) {
         let _ = (ok, now);
+    }
+    /// The outcome of [`Action::Forward`] from `from`.
+    fn forwarding(&mut self, from: Peer, ok: bool, now: Instant) {
+        let _ = (from, ok, now);
     }
     /// The outcome of [`Action::Spawn`] for `child`: its process id, or `None` when it could
     /// not be started (the driver records why).

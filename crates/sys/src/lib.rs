@@ -1,5 +1,5 @@
 //! plumb's thin syscall layer, one file per mechanism: [`process`] (fork, waitpid, kill,
-//! pidfd), [`pipe`], [`poll`], [`signal`], [`limits`], [`sendfile`], [`affinity`], [`tcp`]
+//! pidfd), [`pipe`], [`poll`], [`signal`], [`limits`], [`sendfile`], [`splice`], [`affinity`], [`tcp`]
 //! socket options, [`timerfd`], and [`ipc`] for the IPC instrument. This is the only crate in plumb with `unsafe`; every block says why
 //! it is sound. Everything returns `io::Result` with the OS error intact.
 //!
@@ -32,6 +32,7 @@ pub mod poll;
 pub mod process;
 pub mod sendfile;
 pub mod signal;
+pub mod splice;
 pub mod tcp;
 pub mod timerfd;
 
@@ -42,6 +43,7 @@ pub use poll::{PollFd, events, poll, set_nonblocking};
 pub use process::{ExitStatus, Fork, exit_now, getpid, gettid, kill, pidfd_open, try_wait, wait};
 pub use sendfile::sendfile;
 pub use signal::{default_signal, die_with_parent, ignore_signal};
+pub use splice::{set_pipe_capacity, splice};
 pub use tcp::unsent_bytes;
 
 #[cfg(test)]
