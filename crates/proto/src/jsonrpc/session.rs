@@ -30,7 +30,6 @@ use super::code;
 use super::encode::{self, NULL_ID};
 use super::message::{self, Call as Parsed, MAX_DEPTH, Message, MessageError, Request};
 use crate::framing::{self, Decoder, FrameError, Framing};
-use crate::http::access_log::log_escape;
 use crate::session::{Action, ChildId, Exit, OutBuf, Peer, Session, SpawnRequest, Stdio};
 
 /// Most calls (built-in answers pending, commands queued or running) one connection holds
@@ -367,13 +366,17 @@ impl RpcSession {
         if !self.cfg.log {
             return;
         }
+        // The method as a JSON string and the id as received (JSON cannot hold a raw control
+        // character), so a client cannot forge log lines and fields stay unambiguous.
+        let mut quoted = Vec::with_capacity(method.len() + 2);
+        encode::string(method, &mut quoted);
         let mut line = String::with_capacity(64);
         let _ = write!(
             line,
-            "{} \"{}\" {} {} {:.3}ms",
+            "{} {} {} {} {:.3}ms",
             self.peer,
-            log_escape(method.as_bytes()),
-            id.map_or_else(|| "-".to_string(), log_escape),
+            String::from_utf8_lossy(&quoted),
+            id.map_or(std::borrow::Cow::Borrowed("-"), String::from_utf8_lossy),
             outcome,
             took.as_secs_f64() * 1000.0
         );
