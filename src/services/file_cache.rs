@@ -176,7 +176,7 @@ impl Docroot for CachedDocroot {
         self.inner.list(rel, hidden)
     }
 
-    fn script(&self, rel: &Path) -> Result<plumb_proto::http::docroot::Script, OpenError> {
+    fn script(&self, rel: &Path) -> Result<Option<plumb_proto::http::docroot::Script>, OpenError> {
         self.inner.script(rel)
     }
 }

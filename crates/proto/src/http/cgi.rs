@@ -587,15 +587,9 @@ impl HttpSession {
                 .iter()
                 .map(|s| Path::new(OsStr::from_bytes(s)))
                 .collect();
-            match self.root.open(&rel) {
-                Ok(o) if o.meta.is_dir => continue,
-                Ok(_) => {}
-                Err(OpenError::NotFound) => return Dispatch::Refuse(404),
-                Err(OpenError::Forbidden) => return Dispatch::Refuse(403),
-                Err(OpenError::Other(_)) => return Dispatch::Refuse(500),
-            }
             let script = match self.root.script(&rel) {
-                Ok(s) => s,
+                Ok(Some(s)) => s,
+                Ok(None) => continue,
                 Err(OpenError::NotFound) => return Dispatch::Refuse(404),
                 Err(OpenError::Forbidden) => return Dispatch::Refuse(403),
                 Err(OpenError::Other(_)) => return Dispatch::Refuse(500),

@@ -95,13 +95,14 @@ pub trait Docroot: Send + Sync {
     fn list(&self, rel: &Path, hidden: bool) -> Result<Vec<ListEntry>, OpenError>;
 
     /// The file at `rel` as a CGI script to run: only an executable regular file, under the
-    /// same rules as [`Docroot::open`] (symlinks out of the root refused). A docroot that
-    /// runs no programs refuses every one.
+    /// same rules as [`Docroot::open`] (symlinks out of the root refused); `Ok(None)` for a
+    /// directory (the script may be further down the path). Nothing is opened. A docroot
+    /// that runs no programs refuses every one.
     ///
     /// # Errors
     /// [`OpenError::NotFound`]; [`OpenError::Forbidden`] for anything but an executable
-    /// regular file; an I/O error.
-    fn script(&self, rel: &Path) -> Result<Script, OpenError> {
+    /// regular file or a directory; an I/O error.
+    fn script(&self, rel: &Path) -> Result<Option<Script>, OpenError> {
         let _ = rel;
         Err(OpenError::Forbidden)
     }
@@ -259,16 +260,16 @@ impl Docroot for MemDocroot {
         Ok(names.into_values().collect())
     }
 
-    fn script(&self, rel: &Path) -> Result<Script, OpenError> {
+    fn script(&self, rel: &Path) -> Result<Option<Script>, OpenError> {
         if self.forbidden.iter().any(|f| f == rel) {
             return Err(OpenError::Forbidden);
         }
         if !self.files.contains_key(rel) {
-            return Err(if self.is_dir(rel) {
-                OpenError::Forbidden
+            return if self.is_dir(rel) {
+                Ok(None)
             } else {
-                OpenError::NotFound
-            });
+                Err(OpenError::NotFound)
+            };
         }
         if !self.executable.iter().any(|f| f == rel) {
             return Err(OpenError::Forbidden);
@@ -278,11 +279,11 @@ impl Docroot for MemDocroot {
             Some((d, _)) => d.to_string(),
             None => "/mem".to_string(),
         };
-        Ok(Script {
+        Ok(Some(Script {
             program,
             dir,
             root: "/mem".to_string(),
-        })
+        }))
     }
 }
 
