@@ -653,14 +653,6 @@ impl Connection {
                 Ok(Step::Blocked)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Step::Again),
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe && p == Peer::Child(Stdio::Stdin) => {
-                // The child stopped reading its stdin (it exited, or closed it): not the
-                // connection's end, which its output may still be on the way to. The session
-                // hears it as that pipe's EOF.
-                self.sides.set(p, None);
-                self.session.eof(p, now);
-                Ok(Step::Again)
-            }
             Err(e) => Err(e),
         }
     }

@@ -30,7 +30,7 @@ use super::encode::{Reply, push_date, reason};
 use super::parse::{Framing, Head, parse_head};
 use super::path::{SafePath, resolve_target};
 use super::session::HttpSession;
-use crate::session::{Action, Exit, OutBuf, Peer, SpawnRequest, Stdio};
+use crate::session::{Action, ChildId, Exit, OutBuf, Peer, SpawnRequest, Stdio};
 
 /// Request-body bytes queued for a script's stdin before the client is read no further.
 pub const STDIN_WINDOW: usize = 64 * 1024;
@@ -47,6 +47,8 @@ const MAX_STDERR_LINE: usize = 4096;
 /// The methods a script may be asked to handle.
 pub const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
 const SIGKILL: i32 = 9;
+/// The child slot of a session's script: one exchange at a time, so one slot.
+pub const SLOT: ChildId = ChildId(0);
 /// After a timeout's kill, how long the script's pipes may take to reach EOF.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
@@ -763,16 +765,16 @@ impl HttpSession {
     pub(super) fn cgi_action(&mut self, step: Step) -> Action<'_> {
         match step {
             Step::Close => Action::Close,
-            Step::Kill(sig) => Action::Kill(sig),
-            Step::ShutdownStdin => Action::Shutdown(Peer::Child(Stdio::Stdin)),
+            Step::Kill(sig) => Action::Kill(SLOT, sig),
+            Step::ShutdownStdin => Action::Shutdown(Peer::Child(SLOT, Stdio::Stdin)),
             Step::Wait => Action::Wait,
             Step::Output => self.out.next_action().unwrap_or(Action::Wait),
             Step::Spawn => match &self.cgi {
-                Some(ex) => Action::Spawn(&ex.req),
+                Some(ex) => Action::Spawn(SLOT, &ex.req),
                 None => Action::Wait,
             },
             Step::Stdin => match &self.cgi {
-                Some(ex) => Action::Write(Peer::Child(Stdio::Stdin), ex.to_stdin.pending()),
+                Some(ex) => Action::Write(Peer::Child(SLOT, Stdio::Stdin), ex.to_stdin.pending()),
                 None => Action::Wait,
             },
         }
@@ -790,12 +792,12 @@ impl HttpSession {
                 BodyIn::Chunked(_) => true,
                 BodyIn::Done | BodyIn::Cut => false,
             },
-            Peer::Child(Stdio::Stdout) => {
+            Peer::Child(SLOT, Stdio::Stdout) => {
                 !ex.stdout_eof
                     && (matches!(ex.stdout, Stdout::Head(_) | Stdout::Discard)
                         || !self.out.over_budget())
             }
-            Peer::Child(Stdio::Stderr) => !ex.stderr_eof,
+            Peer::Child(SLOT, Stdio::Stderr) => !ex.stderr_eof,
             _ => false,
         }
     }
@@ -807,8 +809,8 @@ impl HttpSession {
         }
         let used = match peer {
             Peer::Client => self.cgi_body(input),
-            Peer::Child(Stdio::Stdout) => self.cgi_stdout(input),
-            Peer::Child(Stdio::Stderr) => {
+            Peer::Child(SLOT, Stdio::Stdout) => self.cgi_stdout(input),
+            Peer::Child(SLOT, Stdio::Stderr) => {
                 self.cgi_stderr(input);
                 input.len()
             }
@@ -1115,11 +1117,11 @@ impl HttpSession {
                     ex.body = BodyIn::Cut;
                 }
             }
-            Peer::Child(Stdio::Stdin) => {
+            Peer::Child(SLOT, Stdio::Stdin) => {
                 ex.stdin_open = false;
                 ex.to_stdin = OutBuf::default();
             }
-            Peer::Child(Stdio::Stdout) => {
+            Peer::Child(SLOT, Stdio::Stdout) => {
                 ex.stdout_eof = true;
                 match &ex.stdout {
                     Stdout::Head(_) => self.cgi_bad_gateway(),
@@ -1127,7 +1129,7 @@ impl HttpSession {
                     _ => {}
                 }
             }
-            Peer::Child(Stdio::Stderr) => {
+            Peer::Child(SLOT, Stdio::Stderr) => {
                 ex.stderr_eof = true;
                 if !ex.stderr_line.is_empty() {
                     if let Some(log) = &log {
@@ -1136,7 +1138,7 @@ impl HttpSession {
                     ex.stderr_line.clear();
                 }
             }
-            Peer::Upstream => {}
+            Peer::Upstream | Peer::Child(..) => {}
         }
         self.cgi_maybe_finish();
     }

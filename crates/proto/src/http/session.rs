@@ -29,7 +29,7 @@ use super::cgi::{CgiConfig, Exchange};
 use super::docroot::Docroot;
 use super::encode::{Output, Reply};
 use super::parse::{ChunkedBody, Framing, Head, HeadError, HeadLimits, parse_head};
-use crate::session::{Action, Exit, Peer, Session, Wall};
+use crate::session::{Action, ChildId, Exit, Peer, Session, Wall};
 
 /// How long unread input is discarded after the last response, before closing, so the
 /// close does not reset the connection while the client still reads the answer.
@@ -413,14 +413,18 @@ impl Session for HttpSession {
         !self.serving() || matches!(self.reading, Reading::Eof)
     }
 
-    fn spawned(&mut self, ok: bool, now: Instant) {
+    fn spawned(&mut self, child: ChildId, pid: Option<u32>, now: Instant) {
         self.now = now;
-        self.cgi_spawned(ok);
+        if child == super::cgi::SLOT {
+            self.cgi_spawned(pid.is_some());
+        }
     }
 
-    fn exited(&mut self, how: Exit, now: Instant) {
+    fn exited(&mut self, child: ChildId, how: Exit, now: Instant) {
         self.now = now;
-        self.cgi_exited(how);
+        if child == super::cgi::SLOT {
+            self.cgi_exited(how);
+        }
     }
 
     fn deadline(&self) -> Option<Instant> {
