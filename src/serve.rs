@@ -66,6 +66,20 @@ pub struct Args {
     /// Default: stderr. -q turns it off.
     #[arg(long, value_name = "FILE|-")]
     pub access_log: Option<String>,
+    /// Run matching executable files as CGI/1.1 scripts (RFC 3875): a path prefix such as
+    /// /cgi-bin/ or an extension such as '*.cgi'; repeatable. A matching file that is not
+    /// executable, and a directory under a prefix, answer 403 (never their source).
+    #[arg(long, value_name = "PATTERN", conflicts_with = "proxy")]
+    pub cgi: Vec<String>,
+    /// Seconds a CGI script may run per request: then it is killed, and the client gets 504
+    /// if nothing was sent yet (else the connection is cut).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 60.0,
+        conflicts_with = "proxy"
+    )]
+    pub cgi_timeout: f64,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -150,8 +164,10 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         },
         hidden: args.hidden,
         log: access.is_some(),
+        cgi: cgi_config(args)?,
         ..Config::default()
     };
+    let cgi_local = std::sync::Arc::clone(&config.cgi.local);
     let service = HttpService {
         config: Arc::new(config),
         root: Arc::new(CachedDocroot::new(
@@ -160,7 +176,13 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         )),
     };
     let dir = args.dir.display().to_string();
-    let banner = |at: &str| format!("serving {dir} on {}", url(at));
+    let banner = |at: &str| {
+        // CGI's SERVER_NAME and SERVER_PORT when a request's Host does not give them.
+        if at.parse::<std::net::SocketAddr>().is_ok() {
+            let _ = cgi_local.set(at.to_string());
+        }
+        format!("serving {dir} on {}", url(at))
+    };
     server::run_server(
         &args.server,
         DEFAULT_LISTEN,
@@ -168,6 +190,30 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         access,
         Some(&banner),
     )
+}
+
+/// The CGI settings from `--cgi` and `--cgi-timeout`. Scripts start from an environment of
+/// their own: `PATH` only, then the meta-variables (the server's environment may hold
+/// secrets, or an `HTTP_PROXY` a script would use).
+fn cgi_config(args: &Args) -> anyhow::Result<plumb_proto::http::cgi::CgiConfig> {
+    use plumb_proto::http::cgi::{CgiConfig, Pattern};
+    let patterns = args
+        .cgi
+        .iter()
+        .map(|p| Pattern::parse(p).map_err(|e| usage(format!("--cgi {e}"))))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    Ok(CgiConfig {
+        patterns,
+        timeout: nonzero("--cgi-timeout", args.cgi_timeout)?,
+        env: vec![("PATH".to_string(), path)],
+        software: format!("plumb/{}", env!("CARGO_PKG_VERSION")),
+        log: (!args.server.quiet).then(|| {
+            std::sync::Arc::new(crate::services::http::ScriptStderr)
+                as std::sync::Arc<dyn plumb_proto::http::cgi::ScriptLog>
+        }),
+        ..CgiConfig::default()
+    })
 }
 
 /// Where a browser or curl reaches a listener: `http://127.0.0.1:8080/`, and for a UNIX

@@ -175,6 +175,10 @@ impl Docroot for CachedDocroot {
     fn list(&self, rel: &Path, hidden: bool) -> Result<Vec<ListEntry>, OpenError> {
         self.inner.list(rel, hidden)
     }
+
+    fn script(&self, rel: &Path) -> Result<Option<plumb_proto::http::docroot::Script>, OpenError> {
+        self.inner.script(rel)
+    }
 }
 
 #[cfg(test)]

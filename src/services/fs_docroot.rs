@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use plumb_proto::http::docroot::{Body, Docroot, ListEntry, Meta, OpenError, Opened};
+use plumb_proto::http::docroot::{Body, Docroot, ListEntry, Meta, OpenError, Opened, Script};
 
 /// A file as a response body: positioned reads, and its descriptor for `sendfile`.
 #[derive(Debug)]
@@ -198,6 +198,27 @@ impl Docroot for FsDocroot {
             });
         }
         Ok(out)
+    }
+
+    /// An executable regular file (any execute bit) at a path that passes the symlink rule,
+    /// run by its real path, in its directory; one `stat`, nothing opened (so nothing for the
+    /// open-file cache to hold).
+    fn script(&self, rel: &Path) -> Result<Option<Script>, OpenError> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.real_path(rel)?;
+        let m = std::fs::metadata(&path).map_err(open_error)?;
+        if m.is_dir() {
+            return Ok(None);
+        }
+        if !m.is_file() || m.permissions().mode() & 0o111 == 0 {
+            return Err(OpenError::Forbidden);
+        }
+        let text = |p: &Path| p.to_str().map(str::to_string).ok_or(OpenError::Forbidden);
+        Ok(Some(Script {
+            program: text(&path)?,
+            dir: text(path.parent().unwrap_or(&self.root))?,
+            root: text(&self.root)?,
+        }))
     }
 }
 

@@ -45,6 +45,19 @@ impl ChunkedBody {
     /// # Errors
     /// Malformed framing (the connection must close).
     pub fn feed(&mut self, input: &[u8]) -> Result<usize, &'static str> {
+        self.feed_data(input, &mut |_| {})
+    }
+
+    /// [`ChunkedBody::feed`] that also hands each piece of chunk data to `data`, in order
+    /// (a CGI script's standard input gets the de-chunked body).
+    ///
+    /// # Errors
+    /// Malformed framing (the connection must close).
+    pub fn feed_data(
+        &mut self,
+        input: &[u8],
+        data: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, &'static str> {
         let mut used = 0;
         loop {
             let rest = &input[used..];
@@ -52,6 +65,9 @@ impl ChunkedBody {
                 Chunk::Done => return Ok(used),
                 Chunk::Data(left) => {
                     let take = (left.min(rest.len() as u64)) as usize;
+                    if take > 0 {
+                        data(&rest[..take]);
+                    }
                     used += take;
                     self.total += take as u64;
                     if take as u64 == left {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use super::cgi::Script;
 pub use crate::session::Body;
 
 /// What the core needs to know about a file or directory.
@@ -92,6 +93,19 @@ pub trait Docroot: Send + Sync {
     /// # Errors
     /// As for [`Docroot::open`].
     fn list(&self, rel: &Path, hidden: bool) -> Result<Vec<ListEntry>, OpenError>;
+
+    /// The file at `rel` as a CGI script to run: only an executable regular file, under the
+    /// same rules as [`Docroot::open`] (symlinks out of the root refused); `Ok(None)` for a
+    /// directory (the script may be further down the path). Nothing is opened. A docroot
+    /// that runs no programs refuses every one.
+    ///
+    /// # Errors
+    /// [`OpenError::NotFound`]; [`OpenError::Forbidden`] for anything but an executable
+    /// regular file or a directory; an I/O error.
+    fn script(&self, rel: &Path) -> Result<Option<Script>, OpenError> {
+        let _ = rel;
+        Err(OpenError::Forbidden)
+    }
 }
 
 /// Bytes in memory as a body (no descriptor: a driver copies them).
@@ -140,6 +154,8 @@ pub struct MemDocroot {
     files: BTreeMap<PathBuf, (Arc<MemBody>, SystemTime)>,
     /// Names that exist but may not be served (as a FIFO or an unreadable file).
     forbidden: Vec<PathBuf>,
+    /// Files with an execute bit (CGI scripts).
+    executable: Vec<PathBuf>,
 }
 
 impl MemDocroot {
@@ -152,6 +168,13 @@ impl MemDocroot {
         let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000 + self.files.len() as u64);
         self.files
             .insert(PathBuf::from(rel), (Arc::new(MemBody::new(bytes)), t));
+        self
+    }
+
+    /// Adds an executable file (a CGI script; its "program" is `/mem/REL`).
+    pub fn script(mut self, rel: &str, bytes: &[u8]) -> MemDocroot {
+        self = self.file(rel, bytes);
+        self.executable.push(PathBuf::from(rel));
         self
     }
 
@@ -235,6 +258,32 @@ impl Docroot for MemDocroot {
             names.insert(name.clone(), ListEntry { name, meta });
         }
         Ok(names.into_values().collect())
+    }
+
+    fn script(&self, rel: &Path) -> Result<Option<Script>, OpenError> {
+        if self.forbidden.iter().any(|f| f == rel) {
+            return Err(OpenError::Forbidden);
+        }
+        if !self.files.contains_key(rel) {
+            return if self.is_dir(rel) {
+                Ok(None)
+            } else {
+                Err(OpenError::NotFound)
+            };
+        }
+        if !self.executable.iter().any(|f| f == rel) {
+            return Err(OpenError::Forbidden);
+        }
+        let program = format!("/mem/{}", rel.display());
+        let dir = match program.rsplit_once('/') {
+            Some((d, _)) => d.to_string(),
+            None => "/mem".to_string(),
+        };
+        Ok(Some(Script {
+            program,
+            dir,
+            root: "/mem".to_string(),
+        }))
     }
 }
 

@@ -14,9 +14,12 @@
 //! - [`conditional`]: validators, preconditions, `If-Range`, range plans, multipart framing;
 //! - [`encode`]: status lines and common headers, `Content-Type`, the output queue;
 //! - [`listing`]: directory listings in HTML and JSON;
-//! - [`access_log`]: Combined Log Format lines, logged with the bytes that really went out.
+//! - [`access_log`]: Combined Log Format lines, logged with the bytes that really went out;
+//! - [`cgi`]: CGI/1.1 scripts (`--cgi`): meta-variables, the script's header section, one
+//!   exchange with a child on pipes.
 
 pub mod access_log;
+pub mod cgi;
 pub mod chunked;
 pub mod client;
 pub mod conditional;

@@ -28,6 +28,9 @@ impl HttpSession {
         if head.expect_unknown {
             return self.error(r, 417, "");
         }
+        if self.cgi_route(r, head) {
+            return;
+        }
         if head.method != "GET" && head.method != "HEAD" {
             if is_known_method(head.method) {
                 return self.error(r, 405, "Allow: GET, HEAD\r\n");

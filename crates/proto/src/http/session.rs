@@ -25,10 +25,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::access_log::{AccessLog, log_host};
+use super::cgi::{CgiConfig, Exchange};
 use super::docroot::Docroot;
 use super::encode::{Output, Reply};
 use super::parse::{ChunkedBody, Framing, Head, HeadError, HeadLimits, parse_head};
-use crate::session::{Action, Peer, Session, Wall};
+use crate::session::{Action, ChildId, Exit, Peer, Session, Wall};
 
 /// How long unread input is discarded after the last response, before closing, so the
 /// close does not reset the connection while the client still reads the answer.
@@ -50,6 +51,8 @@ pub struct Config {
     pub hidden: bool,
     /// Produce access-log lines.
     pub log: bool,
+    /// CGI scripts (`--cgi`); none by default.
+    pub cgi: CgiConfig,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             max_body: 1024 * 1024,
             hidden: false,
             log: true,
+            cgi: CgiConfig::default(),
         }
     }
 }
@@ -147,6 +151,10 @@ pub struct HttpSession {
     pub(super) wall: Wall,
     /// Multipart boundaries: unique per response on this connection.
     pub(super) boundary_seq: u64,
+    /// The client's address as given (`ip:port`), for CGI's `REMOTE_ADDR`/`REMOTE_PORT`.
+    pub(super) peer_addr: String,
+    /// The CGI exchange in flight, if any (see `cgi`).
+    pub(super) cgi: Option<Box<Exchange>>,
 }
 
 impl HttpSession {
@@ -176,6 +184,8 @@ impl HttpSession {
             now,
             wall,
             boundary_seq: 0,
+            peer_addr: peer.to_string(),
+            cgi: None,
         }
     }
 
@@ -204,7 +214,7 @@ impl HttpSession {
     }
 
     /// Whether the connection may carry another request after this one.
-    fn keep_alive(&self, head: &Head<'_>) -> bool {
+    pub(super) fn keep_alive(&self, head: &Head<'_>) -> bool {
         head.keep_alive
             && self.ending != Ending::Draining
             && !head.expect_unknown
@@ -257,10 +267,16 @@ impl HttpSession {
 }
 
 impl Session for HttpSession {
-    fn feed(&mut self, _peer: Peer, input: &[u8], now: Instant) -> usize {
+    fn feed(&mut self, peer: Peer, input: &[u8], now: Instant) -> usize {
         self.now = now;
+        if peer != Peer::Client {
+            return self.cgi_feed(peer, input);
+        }
         let mut used = 0;
         loop {
+            if self.cgi.is_some() {
+                return used + self.cgi_feed(peer, &input[used..]);
+            }
             let rest = &input[used..];
             match self.reading {
                 Reading::Discard => {
@@ -331,14 +347,20 @@ impl Session for HttpSession {
         }
     }
 
-    fn eof(&mut self, _peer: Peer, now: Instant) {
+    fn eof(&mut self, peer: Peer, now: Instant) {
         self.now = now;
+        if peer != Peer::Client || self.cgi.is_some() {
+            return self.cgi_eof(peer);
+        }
         // Whatever comes next is the close: no timer is needed to reach it.
         self.reading = Reading::Eof;
         self.timer = None;
     }
 
-    fn wants_read(&self, _peer: Peer) -> bool {
+    fn wants_read(&self, peer: Peer) -> bool {
+        if peer != Peer::Client || self.cgi.is_some() {
+            return self.cgi_wants_read(peer);
+        }
         // Backpressure: with a file or a lot of bytes queued, further requests wait in the
         // kernel (a lingering close still reads, to discard).
         match self.reading {
@@ -349,6 +371,9 @@ impl Session for HttpSession {
     }
 
     fn next_action(&mut self) -> Action<'_> {
+        if let Some(step) = self.cgi_step() {
+            return self.cgi_action(step);
+        }
         if let Some(action) = self.out.next_action() {
             return action;
         }
@@ -371,8 +396,11 @@ impl Session for HttpSession {
         }
     }
 
-    fn written(&mut self, _peer: Peer, n: usize, now: Instant) {
+    fn written(&mut self, peer: Peer, n: usize, now: Instant) {
         self.now = now;
+        if peer != Peer::Client {
+            return self.cgi_written(n);
+        }
         let drained = self.out.written(n);
         self.access_log.written(self.out.sent());
         if drained && self.serving() && matches!(self.reading, Reading::Idle) && self.requests > 0 {
@@ -385,7 +413,24 @@ impl Session for HttpSession {
         !self.serving() || matches!(self.reading, Reading::Eof)
     }
 
+    fn spawned(&mut self, child: ChildId, pid: Option<u32>, now: Instant) {
+        self.now = now;
+        if child == super::cgi::SLOT {
+            self.cgi_spawned(pid.is_some());
+        }
+    }
+
+    fn exited(&mut self, child: ChildId, how: Exit, now: Instant) {
+        self.now = now;
+        if child == super::cgi::SLOT {
+            self.cgi_exited(how);
+        }
+    }
+
     fn deadline(&self) -> Option<Instant> {
+        if let Some(d) = self.cgi_deadline() {
+            return Some(d);
+        }
         // While an answer is going out no timer runs: a slow reader is the driver's write
         // timeout, and the keep-alive clock restarts when the output drains.
         if self.out.is_empty() {
@@ -397,6 +442,9 @@ impl Session for HttpSession {
 
     fn timed_out(&mut self, now: Instant) {
         self.now = now;
+        if self.cgi.is_some() {
+            return self.cgi_timed_out(now);
+        }
         if !self.out.is_empty() {
             return;
         }
@@ -423,6 +471,9 @@ impl Session for HttpSession {
 
     fn drain(&mut self, now: Instant) {
         self.now = now;
+        if self.cgi.is_some() {
+            return self.cgi_drain();
+        }
         match self.reading {
             Reading::Idle => self.finish_connection(Ending::Close),
             Reading::Head | Reading::Body { .. } => {
@@ -436,6 +487,7 @@ impl Session for HttpSession {
 
     fn closed(&mut self, now: Instant) {
         self.now = now;
+        self.cgi_closed();
         self.access_log.closed(self.out.sent());
     }
 
@@ -474,6 +526,9 @@ impl HttpSession {
             Ok(Some(parsed)) => parsed,
         };
         self.requests += 1;
+        if self.cgi_start(&head, &rest[..n], 0) {
+            return Some(n);
+        }
         match head.framing {
             Framing::None => self.respond(&head),
             Framing::Length(len) if len > self.cfg.max_body => {
@@ -496,6 +551,44 @@ impl HttpSession {
             }
         }
         Some(n)
+    }
+
+    /// A CGI exchange started: the session's own timers stop (the exchange has its own
+    /// deadline) and the input side is between requests until it ends.
+    pub(super) fn cgi_stop_timers(&mut self) {
+        self.reading = Reading::Idle;
+        self.timer = None;
+    }
+
+    /// A CGI exchange ended: the connection carries on (`keep`) or closes, lingering unless
+    /// the request was read whole (`read_whole`); `client_eof`: the client's side is closed.
+    pub(super) fn cgi_after(&mut self, keep: bool, read_whole: bool, client_eof: bool) {
+        if client_eof {
+            self.reading = Reading::Eof;
+            self.timer = None;
+            return;
+        }
+        self.reading = Reading::Idle;
+        if keep && self.serving() {
+            if self.out.is_empty() {
+                self.start_timer(TimerKind::Idle, self.cfg.keepalive_timeout);
+            }
+        } else {
+            self.finish_connection(if read_whole {
+                Ending::Close
+            } else {
+                Ending::Linger
+            });
+        }
+    }
+
+    /// Answers the target of a CGI local redirect as a request of its own (`head`).
+    pub(super) fn respond_redirected(&mut self, head: &Head<'_>, client_eof: bool) {
+        self.respond(head);
+        if client_eof {
+            self.reading = Reading::Eof;
+            self.timer = None;
+        }
     }
 
     /// The head of the request whose body is being read; reading is back between requests.
