@@ -280,6 +280,7 @@ mod tests {
                 quiet: true,
                 requests: false,
             },
+            tls: Default::default(),
         });
         let running = Arc::clone(&server);
         let serving = std::thread::spawn(move || models::run(model, &running));
