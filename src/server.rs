@@ -226,7 +226,8 @@ pub fn run_server(
     }
     let tls = crate::tls::Listeners::new(&listeners, &tls_flags, acceptor);
     if tls.any() {
-        crate::tls::reload::install(&tls, args.model)?;
+        let forks = matches!(args.model, Model::ForkWait | Model::Fork | Model::Prefork);
+        crate::tls::reload::install(&tls, !forks)?;
     }
     let server = models::Server {
         tls,

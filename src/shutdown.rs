@@ -49,7 +49,7 @@ impl Shutdown {
     }
 
     /// [`Shutdown::install`], with SIGHUP a stop or not (a TLS server reloads its
-    /// certificates on SIGHUP instead, see [`crate::tls::reload`]).
+    /// certificates on SIGHUP instead: the TLS module's reload).
     ///
     /// # Errors
     /// As for [`Shutdown::install`].

@@ -1,8 +1,8 @@
 //! TLS with rustls (the *ring* provider): server configs built from the command line
 //! (certificate files, SNI pairs, a self-signed certificate), the per-listener table that says
 //! which accepted connections speak TLS, and client configs for `connect`, `bench` and the
-//! relay's `--to-tls`. The record layer itself is a [`crate::drive::surface::Surface`] in
-//! [`crate::drive::tls`], driven by the same pump as a plain socket under every model.
+//! relay's `--to-tls`. The record layer itself is a Surface in the drive layer (drive/tls.rs),
+//! driven by the same pump as a plain socket under every model.
 //!
 //! Only TLS 1.3 and 1.2 are offered, with rustls's default cipher suites (AEAD only, forward
 //! secrecy only).

@@ -9,22 +9,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::models::Model;
-
 use super::Listeners;
 
-/// Makes SIGHUP a reload (instead of a stop) and starts the reload thread where the model
-/// allows one.
+/// Makes SIGHUP a reload (instead of a stop) and starts the reload thread when
+/// `threads_allowed` (an in-process model; the process models fork and must stay
+/// single-threaded).
 ///
 /// # Errors
 /// The signal handler or the thread cannot be set up.
-pub fn install(tls: &Listeners, model: Model) -> std::io::Result<()> {
+pub fn install(tls: &Listeners, threads_allowed: bool) -> std::io::Result<()> {
     let Some(acceptor) = (0..tls.len()).find_map(|i| tls.for_index(i)) else {
         return Ok(());
     };
     let store = Arc::clone(&acceptor.store);
     signal_hook::flag::register(plumb_sys::signal::SIGHUP, store.force_flag())?;
-    if matches!(model, Model::ForkWait | Model::Fork | Model::Prefork) {
+    if !threads_allowed {
         return Ok(());
     }
     let (wake_r, wake_w) = std::os::unix::net::UnixStream::pair()?;
