@@ -35,7 +35,9 @@ fn make_cert(dir: &Path, name: &str, cn: &str, kind: &str) -> (PathBuf, PathBuf)
     let san = format!("subjectAltName=DNS:{cn},DNS:localhost,IP:127.0.0.1");
     let subj = format!("/CN={cn}");
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", "2", "-subj", &subj, "-addext", &san])
+        .args([
+            "req", "-x509", "-nodes", "-days", "2", "-subj", &subj, "-addext", &san,
+        ])
         .args(&newkey)
         .arg("-keyout")
         .arg(&key)
@@ -43,7 +45,11 @@ fn make_cert(dir: &Path, name: &str, cn: &str, kind: &str) -> (PathBuf, PathBuf)
         .arg(&cert)
         .output()
         .expect("run openssl");
-    assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (cert, key)
 }
 
@@ -106,7 +112,12 @@ fn curl(args: &[&str]) -> (bool, String, String) {
 
 fn s_client(port: &str, extra: &[&str], input: &[u8]) -> String {
     let mut child = Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-ign_eof"])
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-ign_eof",
+        ])
         .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -127,8 +138,7 @@ fn python(script: &str, args: &[&str]) -> (bool, String) {
         .expect("run python3");
     (
         out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
 
@@ -197,7 +207,10 @@ fn https_serve_under_every_model_with_curl_openssl_and_python() {
         let out12 = s_client(&port, &["-tls1_2"], b"");
         assert!(out12.contains("TLSv1.2"), "{model}: {out12}");
         let out11 = s_client(&port, &["-tls1_1"], b"");
-        assert!(!out11.contains("Cipher is ECDHE"), "{model}: TLS 1.1 accepted: {out11}");
+        assert!(
+            !out11.contains("Cipher is ECDHE"),
+            "{model}: TLS 1.1 accepted: {out11}"
+        );
         // python's ssl module.
         let (ok, out) = python(PY_GET, &[&port, s.cert.to_str().unwrap()]);
         assert!(ok, "{model}: python: {out}");
@@ -234,7 +247,11 @@ fn keys_of_every_kind_and_the_whole_chain_are_served() {
             key.to_str().unwrap(),
         ]);
         let out = s_client(port_of(srv.addr()), &["-showcerts"], b"");
-        assert_eq!(out.matches("-----BEGIN CERTIFICATE-----").count(), 2, "{kind}: {out}");
+        assert_eq!(
+            out.matches("-----BEGIN CERTIFICATE-----").count(),
+            2,
+            "{kind}: {out}"
+        );
         srv.stop();
     }
 }
@@ -252,7 +269,8 @@ fn plain_http_on_a_tls_port_gets_a_plain_400_and_garbage_a_close() {
         assert!(body.contains("speaks HTTPS"), "{model}: {body}");
         // Garbage that claims to be a handshake record: an alert or a close, never a hang.
         let mut c = common::connect(srv.addr());
-        c.write_all(b"\x16\x03\x01\x00\x05\xff\xff\xff\xff\xff").unwrap();
+        c.write_all(b"\x16\x03\x01\x00\x05\xff\xff\xff\xff\xff")
+            .unwrap();
         let mut buf = Vec::new();
         let _ = c.read_to_end(&mut buf);
         assert!(buf.len() < 64, "{model}: {buf:?}");
@@ -282,7 +300,10 @@ fn a_client_that_stops_mid_handshake_is_cut_off_at_the_handshake_timeout() {
         let mut buf = Vec::new();
         let _ = c.read_to_end(&mut buf);
         let took = t.elapsed();
-        assert!(took >= Duration::from_millis(900), "{model}: closed after {took:?}");
+        assert!(
+            took >= Duration::from_millis(900),
+            "{model}: closed after {took:?}"
+        );
         assert!(took < DEADLINE, "{model}");
         srv.stop();
     }
@@ -294,27 +315,33 @@ fn echo_over_tls_returns_every_byte() {
         return;
     }
     let s = site();
+    // Lock-step (a window of 256 KiB in flight): an SSLSocket must not be used from two
+    // threads at once.
     const PY_ECHO: &str = r#"
-import socket, ssl, sys, hashlib, threading
+import socket, ssl, sys, hashlib
 port, ca, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 ctx = ssl.create_default_context(cafile=ca)
 raw = socket.create_connection(("127.0.0.1", port), timeout=60)
 s = ctx.wrap_socket(raw, server_hostname="localhost")
-data = bytes((i * 7 + i // 4099) & 255 for i in range(1 << 16)) * (size >> 16)
-sent = hashlib.sha256(data).hexdigest()
-def send():
-    s.sendall(data)
-t = threading.Thread(target=send); t.start()
-h = hashlib.sha256(); got = 0
-while got < len(data):
-    b = s.recv(1 << 16)
-    if not b: break
-    h.update(b); got += len(b)
-t.join()
-print(got == len(data) and h.hexdigest() == sent, got)
+block = bytes((i * 7 + i // 4099) & 255 for i in range(1 << 18))
+sent_h, got_h = hashlib.sha256(), hashlib.sha256()
+sent = got = 0
+while got < size:
+    if sent < size:
+        s.sendall(block); sent_h.update(block); sent += len(block)
+    while got < sent:
+        b = s.recv(1 << 16)
+        if not b: break
+        got_h.update(b); got += len(b)
+    if got < sent: break
+print(got == size and got_h.hexdigest() == sent_h.hexdigest(), got)
 "#;
     for &model in Model::ALL {
-        let size = if model == Model::Event { 64 << 20 } else { 4 << 20 };
+        let size = if model == Model::Event {
+            64 << 20
+        } else {
+            4 << 20
+        };
         let srv = Server::start(&[
             "echo",
             "-l",
@@ -329,7 +356,11 @@ print(got == len(data) and h.hexdigest() == sent, got)
         ]);
         let (ok, out) = python(
             PY_ECHO,
-            &[port_of(srv.addr()), s.cert.to_str().unwrap(), &size.to_string()],
+            &[
+                port_of(srv.addr()),
+                s.cert.to_str().unwrap(),
+                &size.to_string(),
+            ],
         );
         assert!(ok && out.starts_with("True"), "{model}: {out}");
         srv.stop();
@@ -344,7 +375,11 @@ fn a_plain_and_a_tls_listener_side_by_side_and_sni_picks_the_certificate() {
     let s = site();
     let (other_cert, other_key) = make_cert(s.dir.path(), "other", "other.test", "ec");
     let root = s.dir.path().join("www");
-    let sni = format!("other.test={},{}", other_cert.display(), other_key.display());
+    let sni = format!(
+        "other.test={},{}",
+        other_cert.display(),
+        other_key.display()
+    );
     let srv = Server::start_with(
         &[
             "serve",
@@ -372,9 +407,15 @@ fn a_plain_and_a_tls_listener_side_by_side_and_sni_picks_the_certificate() {
     ]);
     assert!(ok && body == "hello over tls\n", "{err}");
     let out = s_client(tls, &["-servername", "other.test"], b"");
-    assert!(out.contains("CN = other.test") || out.contains("CN=other.test"), "{out}");
+    assert!(
+        out.contains("CN = other.test") || out.contains("CN=other.test"),
+        "{out}"
+    );
     let out = s_client(tls, &["-servername", "localhost"], b"");
-    assert!(out.contains("CN = localhost") || out.contains("CN=localhost"), "{out}");
+    assert!(
+        out.contains("CN = localhost") || out.contains("CN=localhost"),
+        "{out}"
+    );
     srv.stop();
 }
 
@@ -455,7 +496,9 @@ fn self_signed_prints_the_fingerprint_the_client_sees() {
         .to_string();
     let pem = dir.path().join("seen.pem");
     let out = s_client(port_of(srv.addr()), &[], b"");
-    let begin = out.find("-----BEGIN CERTIFICATE-----").expect("a certificate");
+    let begin = out
+        .find("-----BEGIN CERTIFICATE-----")
+        .expect("a certificate");
     let end = out.find("-----END CERTIFICATE-----").unwrap() + 25;
     std::fs::write(&pem, &out[begin..end]).unwrap();
     let fp = Command::new("openssl")
@@ -486,7 +529,9 @@ fn ktls_falls_back_to_user_space_with_one_line() {
     }
     let err = srv.stderr();
     if err.contains("no tls module") {
-        eprintln!("kTLS test skipped: this kernel has no tls module (TCP_ULP \"tls\": ENOENT); the fallback is what ran");
+        eprintln!(
+            "kTLS test skipped: this kernel has no tls module (TCP_ULP \"tls\": ENOENT); the fallback is what ran"
+        );
     }
     assert_eq!(err.matches("--ktls:").count(), 1, "{err}");
     srv.stop();
