@@ -213,8 +213,15 @@ pub fn run_server(
     }
     // The line for people first: whoever waits for the `listening on` lines has it too.
     if let Some(banner) = banner {
-        for l in &listeners {
-            eprintln!("plumb: {} (model {})", banner(&l.local_addr()), args.model);
+        for (l, &tls) in listeners.iter().zip(&tls_flags) {
+            let line = banner(&l.local_addr());
+            // The services' banners name http:// URLs; a TLS listener is reached by https://.
+            let line = if tls {
+                line.replacen("http://", "https://", 1)
+            } else {
+                line
+            };
+            eprintln!("plumb: {line} (model {})", args.model);
         }
     }
     for l in &listeners {
