@@ -562,3 +562,145 @@ fn tls_mistakes_are_one_line_usage_errors() {
     assert!(err.contains("/nonexistent.pem"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+/// A CA and a leaf for localhost/127.0.0.1 signed by it (webpki, unlike curl, refuses a CA
+/// certificate as a server's). Returns (ca, leaf cert, leaf key).
+fn make_ca_and_leaf(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test ca",
+    ]);
+    run(&a);
+    let mut a = vec!["req"];
+    a.extend(ec);
+    a.extend([
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&a);
+    std::fs::write(
+        dir.join("ext.txt"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.txt",
+        "-out",
+        "leaf.pem",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("leaf.pem"),
+        dir.join("leaf.key"),
+    )
+}
+
+#[test]
+fn plumb_connect_tls_verifies_and_says_what_is_wrong_in_one_line() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_ca_and_leaf(dir.path());
+    for model in [Model::Event, Model::Thread] {
+        let srv = Server::start(&[
+            "echo",
+            "-l",
+            "127.0.0.1:0",
+            "--tls",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--model",
+            model.name(),
+        ]);
+        let at = format!("localhost:{}", port_of(srv.addr()));
+        let ca = ca.to_str().unwrap();
+        let (code, out, err) =
+            common::run_plumb(&["connect", "--tls", "--tls-ca", ca, &at], b"ping\n");
+        assert_eq!(
+            (code, out.as_slice()),
+            (0, &b"ping\n"[..]),
+            "{model}: {err}"
+        );
+        // The wrong name: one line that says so.
+        let (code, _, err) = common::run_plumb(
+            &[
+                "connect",
+                "--tls",
+                "--tls-ca",
+                ca,
+                "--sni",
+                "wrong.test",
+                &at,
+            ],
+            b"ping\n",
+        );
+        assert_eq!(code, 1, "{model}: {err}");
+        assert!(err.contains("not for this name"), "{model}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{model}: {err}");
+        // An unknown issuer (the server's own CA not given): one line too.
+        let other = tempfile::tempdir().unwrap();
+        let (other_ca, _, _) = make_ca_and_leaf(other.path());
+        let (code, _, err) = common::run_plumb(
+            &[
+                "connect",
+                "--tls",
+                "--tls-ca",
+                other_ca.to_str().unwrap(),
+                &at,
+            ],
+            b"ping\n",
+        );
+        assert_eq!(code, 1, "{model}: {err}");
+        assert!(err.contains("not signed by a trusted CA"), "{model}: {err}");
+        // --insecure talks to it anyway.
+        let (code, out, err) = common::run_plumb(&["connect", "--tls", "--insecure", &at], b"x\n");
+        assert_eq!((code, out.as_slice()), (0, &b"x\n"[..]), "{model}: {err}");
+        srv.stop();
+    }
+}

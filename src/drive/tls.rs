@@ -231,7 +231,7 @@ impl TlsStream {
         let was_handshaking = self.conn.is_handshaking();
         if let Err(e) = self.conn.process_new_packets() {
             let _ = self.flush();
-            return Err(io::Error::new(io::ErrorKind::InvalidData, tls_error(&e)));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
         }
         if was_handshaking && !self.conn.is_handshaking() {
             self.handshake_done();
@@ -278,11 +278,6 @@ fn ktls_fallback(sock: &Stream) {
     if !SAID.swap(true, Ordering::Relaxed) {
         eprintln!("plumb: --ktls: {why}; TLS stays in user space (sendfile falls back to reads)");
     }
-}
-
-/// A rustls error in words.
-fn tls_error(e: &rustls::Error) -> String {
-    format!("TLS: {e}")
 }
 
 impl AsFd for TlsStream {

@@ -96,7 +96,8 @@ pub fn describe(e: &rustls::Error) -> String {
             "the server's certificate is not for this name (give --sni NAME, or check the address)"
                 .into()
         }
-        E::InvalidCertificate(C::UnknownIssuer) => {
+        // A CA of the same name that did not sign it: the same mistake for the user.
+        E::InvalidCertificate(C::UnknownIssuer) | E::InvalidCertificate(C::BadSignature) => {
             "the server's certificate is not signed by a trusted CA (give --tls-ca FILE, or --insecure)"
                 .into()
         }
