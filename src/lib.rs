@@ -20,4 +20,5 @@ pub mod serve;
 pub mod server;
 pub mod services;
 pub mod shutdown;
+pub mod tls;
 pub mod usage;

@@ -47,6 +47,39 @@ pub struct ServerArgs {
     /// No summary line or per-connection error lines.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Speak TLS on every --listen address (see --tls-listen to mix plain and TLS).
+    #[arg(long, help_heading = "TLS")]
+    pub tls: bool,
+    /// Also listen on ADDR with TLS (repeatable), beside the plain --listen addresses:
+    /// `--listen :8080 --tls-listen :8443`.
+    #[arg(long = "tls-listen", value_name = "ADDR", help_heading = "TLS")]
+    pub tls_listen: Vec<String>,
+    /// Certificate chain (PEM, leaf first; the whole chain is sent).
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Private key of --tls-cert (PEM: PKCS#8, RSA or EC; RSA, ECDSA or Ed25519).
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// A certificate chosen when the client asks for NAME (SNI; `*.example.com` matches one
+    /// level); repeatable. Without --tls-cert the first one is the default.
+    #[arg(long = "tls-sni", value_name = "NAME=CERT,KEY", help_heading = "TLS")]
+    pub tls_sni: Vec<String>,
+    /// A fresh self-signed certificate for localhost, 127.0.0.1, ::1 and the listen names;
+    /// its SHA-256 fingerprint is printed.
+    #[arg(long, help_heading = "TLS")]
+    pub tls_self_signed: bool,
+    /// Seconds a client has to finish the TLS handshake.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10.0,
+        help_heading = "TLS"
+    )]
+    pub handshake_timeout: f64,
+    /// After the handshake, hand the keys to the kernel (kTLS) so files go out with
+    /// sendfile; falls back to user-space TLS, with one line, where the kernel cannot.
+    #[arg(long, help_heading = "TLS")]
+    pub ktls: bool,
 }
 
 /// The default `--listen` of each server.
@@ -132,20 +165,28 @@ pub fn run_server(
             return Err(usage(format!("{name} must be at most {most}, not {v}")));
         }
     }
-    let addrs: Vec<Addr> = if args.listen.is_empty() {
+    let plain: Vec<String> = if args.listen.is_empty() && args.tls_listen.is_empty() {
         vec![default.to_string()]
     } else {
         args.listen.clone()
-    }
-    .iter()
-    .map(|a| Addr::parse(a, None).map_err(usage))
-    .collect::<anyhow::Result<_>>()?;
+    };
+    let tls_flags: Vec<bool> = plain
+        .iter()
+        .map(|_| args.tls)
+        .chain(args.tls_listen.iter().map(|_| true))
+        .collect();
+    let addrs: Vec<Addr> = plain
+        .iter()
+        .chain(&args.tls_listen)
+        .map(|a| Addr::parse(a, None).map_err(usage))
+        .collect::<anyhow::Result<_>>()?;
     reject_duplicates(&addrs)?;
+    let acceptor = tls_acceptor(args, &addrs, &tls_flags, &*service)?;
     let connections = args.log.as_deref().map(LogTarget::parse);
     for target in [&connections, &access].into_iter().flatten() {
         target.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    let shutdown = Shutdown::install(grace)?;
+    let shutdown = Shutdown::install_with(grace, acceptor.is_none())?;
     shutdown.set_announce(!args.quiet);
     let mut listeners = Vec::new();
     for a in &addrs {
@@ -172,8 +213,15 @@ pub fn run_server(
     }
     // The line for people first: whoever waits for the `listening on` lines has it too.
     if let Some(banner) = banner {
-        for l in &listeners {
-            eprintln!("plumb: {} (model {})", banner(&l.local_addr()), args.model);
+        for (l, &tls) in listeners.iter().zip(&tls_flags) {
+            let line = banner(&l.local_addr());
+            // The services' banners name http:// URLs; a TLS listener is reached by https://.
+            let line = if tls {
+                line.replacen("http://", "https://", 1)
+            } else {
+                line
+            };
+            eprintln!("plumb: {line} (model {})", args.model);
         }
     }
     for l in &listeners {
@@ -183,7 +231,13 @@ pub fn run_server(
             args.model
         );
     }
+    let tls = crate::tls::Listeners::new(&listeners, &tls_flags, acceptor);
+    if tls.any() {
+        let forks = matches!(args.model, Model::ForkWait | Model::Fork | Model::Prefork);
+        crate::tls::reload::install(&tls, !forks)?;
+    }
     let server = models::Server {
+        tls,
         listeners,
         service,
         options: models::Options {
@@ -203,6 +257,71 @@ pub fn run_server(
     };
     models::run(args.model, &server)?;
     Ok(0)
+}
+
+/// The TLS of the server, if a listener speaks it: every TLS option checked and every
+/// certificate loaded before the first `listening on` line.
+fn tls_acceptor(
+    args: &ServerArgs,
+    addrs: &[Addr],
+    tls_flags: &[bool],
+    service: &dyn Service,
+) -> anyhow::Result<Option<Arc<crate::tls::Acceptor>>> {
+    let any_tls = tls_flags.iter().any(|&t| t);
+    let handshake_timeout = seconds("--handshake-timeout", args.handshake_timeout)?;
+    let given = args.tls_cert.is_some()
+        || args.tls_key.is_some()
+        || !args.tls_sni.is_empty()
+        || args.tls_self_signed
+        || args.ktls;
+    if !any_tls {
+        if given {
+            return Err(usage(
+                "TLS options given but no listener speaks TLS: add --tls (every --listen) or \
+                 --tls-listen ADDR",
+            ));
+        }
+        return Ok(None);
+    }
+    let sni = args
+        .tls_sni
+        .iter()
+        .map(|s| crate::tls::parse_sni(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(usage)?;
+    let names: Vec<String> = addrs
+        .iter()
+        .filter_map(|a| match a {
+            Addr::Tcp { host, .. } if !host.is_empty() => Some(
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+            ),
+            _ => None,
+        })
+        .filter(|h| h != "0.0.0.0" && h != "::")
+        .collect();
+    let opts = crate::tls::ServerOptions {
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+        sni,
+        self_signed: args.tls_self_signed.then_some(names),
+        alpn: if service.name() == "http" {
+            vec![b"http/1.1".to_vec()]
+        } else {
+            vec![]
+        },
+        handshake_timeout,
+        ktls: args.ktls,
+    };
+    let a = crate::tls::Acceptor::new(&opts).map_err(|e| {
+        if args.tls_cert.is_none() && args.tls_sni.is_empty() && !args.tls_self_signed {
+            usage(e)
+        } else {
+            anyhow::anyhow!("{e}")
+        }
+    })?;
+    Ok(Some(Arc::new(a)))
 }
 
 /// The same address twice would be refused as "in use" (by ourselves) at best and served

@@ -45,6 +45,15 @@ impl Shutdown {
     /// # Errors
     /// Out of descriptors, or a signal that cannot be caught.
     pub fn install(grace: Duration) -> io::Result<Shutdown> {
+        Shutdown::install_with(grace, true)
+    }
+
+    /// [`Shutdown::install`], with SIGHUP a stop or not (a TLS server reloads its
+    /// certificates on SIGHUP instead: the TLS module's reload).
+    ///
+    /// # Errors
+    /// As for [`Shutdown::install`].
+    pub fn install_with(grace: Duration, hup_stops: bool) -> io::Result<Shutdown> {
         plumb_sys::ignore_signal(SIGPIPE)?;
         let (wake_r, wake_w) = UnixStream::pair()?;
         wake_r.set_nonblocking(true)?;
@@ -52,6 +61,9 @@ impl Shutdown {
         let stop = Arc::new(AtomicBool::new(false));
         let child = Arc::new(AtomicBool::new(false));
         for sig in [SIGINT, SIGTERM, SIGHUP] {
+            if sig == SIGHUP && !hup_stops {
+                continue;
+            }
             signal_hook::flag::register(sig, Arc::clone(&stop))?;
             signal_hook::low_level::pipe::register(sig, wake_w.try_clone()?)?;
         }

@@ -84,8 +84,16 @@ pub fn open(client: Stream, peer: String, ctx: &Context<'_>) -> Option<Connectio
     }
     let _ = client.set_nodelay();
     let now = Instant::now();
+    let tls = ctx.tls.for_stream(&client).cloned();
     let session = ctx.service.session(&peer, now);
     let mut c = Connection::new(session, client, peer, now);
+    if let Some(tls) = tls
+        && let Err(e) = c
+            .layer_client(|s| super::tls::TlsStream::server(s, &tls, now).map(|t| Box::new(t) as _))
+    {
+        log::warn!("connection from {}: TLS: {e}", c.peer());
+        return None;
+    }
     c.assume_readable();
     Some(c)
 }

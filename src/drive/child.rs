@@ -295,6 +295,7 @@ mod tests {
                     quiet: true,
                     requests: false,
                 },
+                tls: Default::default(),
             });
             let serving = std::thread::spawn(move || models::run(model, &server));
             Running {

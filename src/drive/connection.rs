@@ -122,7 +122,7 @@ pub struct Interest {
 enum Endpoint {
     Stream(Stream),
     Pipe(Pipe),
-    #[allow(dead_code)] // the seam for a TLS layer between the socket and the pump
+    /// A layer over a socket (TLS, see [`super::tls`]).
     Layer(Box<dyn Surface>),
 }
 
@@ -132,6 +132,14 @@ impl Endpoint {
             Endpoint::Stream(s) => s,
             Endpoint::Pipe(p) => p,
             Endpoint::Layer(l) => &mut **l,
+        }
+    }
+
+    /// The layer, if this is one (it may have buffers and a deadline of its own).
+    fn layer(&self) -> Option<&dyn Surface> {
+        match self {
+            Endpoint::Layer(l) => Some(&**l),
+            _ => None,
         }
     }
 
@@ -336,6 +344,42 @@ impl Connection {
         }
     }
 
+    /// Puts a layer (TLS) between the client socket and the session: `wrap` gets the socket
+    /// and returns the layer over it.
+    ///
+    /// # Errors
+    /// What `wrap` returns (the connection then has no client and should be closed).
+    pub fn layer_client(
+        &mut self,
+        wrap: impl FnOnce(Stream) -> io::Result<Box<dyn Surface>>,
+    ) -> io::Result<()> {
+        let Some(side) = self.sides.client.take() else {
+            return Err(io::Error::other("no client to wrap"));
+        };
+        let Endpoint::Stream(stream) = side.surface else {
+            self.sides.client = Some(side);
+            return Err(io::Error::other("the client is already wrapped"));
+        };
+        let readable = side.readable;
+        let mut layered = Side::new(Endpoint::Layer(wrap(stream)?));
+        layered.readable = readable;
+        self.sides.client = Some(layered);
+        Ok(())
+    }
+
+    /// What the client's TLS layer negotiated, if it has one and its handshake is done.
+    pub fn tls_info(&self) -> Option<std::sync::Arc<str>> {
+        self.sides.get(Peer::Client)?.surface.layer()?.tls_info()
+    }
+
+    /// When a layer of the client or upstream gives up (a TLS handshake's timeout).
+    fn layer_deadline(&self) -> Option<Instant> {
+        [Peer::Client, Peer::Upstream]
+            .into_iter()
+            .filter_map(|p| self.sides.get(p)?.surface.layer()?.deadline())
+            .min()
+    }
+
     /// The client's address as records show it.
     pub fn peer(&self) -> &str {
         &self.peer
@@ -406,6 +450,7 @@ impl Connection {
             self.session.deadline(),
             self.connecting.as_ref().map(|c| c.deadline),
             self.write_stalled_since.map(|t| t + write_timeout),
+            self.layer_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -421,6 +466,9 @@ impl Connection {
                     return; // a stale event for a descriptor already closed
                 };
                 side.readable |= r.readable || r.read_closed || r.error;
+                // A layer's own output waits for room: the next read sends it first.
+                side.readable |=
+                    r.writable && side.surface.layer().is_some_and(|l| l.wants_write());
                 side.read_closed |= r.read_closed || r.error;
                 side.writable |= r.writable || r.error;
                 if p == Peer::Upstream && self.connecting.is_some() {
@@ -458,6 +506,10 @@ impl Connection {
                 "connection from {}: write timeout: peer is not reading",
                 self.peer
             );
+            return Flow::Close;
+        }
+        if self.layer_deadline().is_some_and(|d| d <= now) {
+            log::debug!("connection from {}: TLS handshake timed out", self.peer);
             return Flow::Close;
         }
         if self.connecting.as_ref().is_some_and(|c| c.deadline <= now) {
@@ -725,6 +777,10 @@ impl Connection {
                 Ok(n) => n,
                 Err(e) if would_block(&e) => {
                     side.readable = false;
+                    if side.surface.layer().is_some_and(|l| l.wants_write()) {
+                        // The socket is full: wait until it is writable (see `ready`).
+                        side.writable = false;
+                    }
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),

@@ -15,6 +15,7 @@ pub(crate) mod connect;
 pub mod connection;
 pub mod surface;
 pub mod timers;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -48,4 +49,7 @@ pub struct Context<'a> {
     pub write_timeout: Duration,
     /// Who serves (pid or thread number), for the connection record.
     pub by: u32,
+    /// Which listeners speak TLS: an accepted client is wrapped in a TLS layer when its
+    /// listener does.
+    pub tls: &'a crate::tls::Listeners,
 }

@@ -37,6 +37,20 @@ pub trait Surface: AsFd + Send + std::fmt::Debug {
     /// # Errors
     /// The OS error (`ENOTCONN` when the peer is gone).
     fn shutdown_write(&mut self) -> io::Result<()>;
+    /// A layer with output of its own (TLS handshake messages, alerts) that the descriptor
+    /// would not take: the pump then waits for it to be writable and calls `try_read` again,
+    /// which sends that output first. A plain descriptor has none.
+    fn wants_write(&self) -> bool {
+        false
+    }
+    /// When the layer gives up on its peer (a TLS handshake not finished in time).
+    fn deadline(&self) -> Option<std::time::Instant> {
+        None
+    }
+    /// What a TLS layer negotiated ("TLSv1.3 TLS13_AES_128_GCM_SHA256"), for the access log.
+    fn tls_info(&self) -> Option<std::sync::Arc<str>> {
+        None
+    }
 }
 
 impl Surface for Stream {

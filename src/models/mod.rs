@@ -101,6 +101,8 @@ pub struct Server {
     pub options: Options,
     pub shutdown: Shutdown,
     pub logs: LogConfig,
+    /// Which listeners speak TLS (by index in `listeners`).
+    pub tls: crate::tls::Listeners,
 }
 
 impl Server {
@@ -112,6 +114,7 @@ impl Server {
             hard_fd: self.shutdown.hard_fd(),
             write_timeout: self.options.write_timeout,
             by,
+            tls: &self.tls,
         }
     }
 }

@@ -26,6 +26,7 @@ macro_rules! syscall {
 // After `syscall!`, which the module uses (macro_rules are textually scoped).
 pub mod affinity;
 pub mod ipc;
+pub mod ktls;
 pub mod limits;
 pub mod pipe;
 pub mod poll;

@@ -389,7 +389,7 @@ impl<'s> EventLoop<'s> {
                 return;
             }
             match self.listeners[i].accept() {
-                Ok((stream, peer)) => self.open(stream, peer, now),
+                Ok((stream, peer)) => self.open(i, stream, peer, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.listener_ready[i] = false;
                     return;
@@ -414,11 +414,20 @@ impl<'s> EventLoop<'s> {
         }
     }
 
-    fn open(&mut self, stream: Stream, peer: Option<SocketAddr>, now: Instant) {
+    fn open(&mut self, listener: usize, stream: Stream, peer: Option<SocketAddr>, now: Instant) {
         let peer = peer.map_or_else(|| "unix".into(), |a| a.to_string());
         let session = self.server.service.session(&peer, now);
         self.next_id += 1;
         let mut machine = Connection::new(session, stream, peer, now);
+        // The loop's listeners are the server's, in the same order.
+        if let Some(tls) = self.server.tls.for_index(listener)
+            && let Err(e) = machine.layer_client(|s| {
+                crate::drive::tls::TlsStream::server(s, tls, now).map(|t| Box::new(t) as _)
+            })
+        {
+            log::warn!("connection from {}: TLS: {e}", machine.peer());
+            return;
+        }
         // Most clients send their request right after connecting, so it is usually here
         // already: serve it now instead of after another trip through epoll (a wasted read
         // when it is not). A connection that is done by then never enters the poll set; any
