@@ -201,7 +201,10 @@ fn run_stdio(
     std::thread::Builder::new()
         .name("plumb-signals".into())
         .spawn(move || watch_signals(&watcher))?;
+    // stdin/stdout carry no TLS.
+    let no_tls = crate::tls::Listeners::default();
     let ctx = Context {
+        tls: &no_tls,
         service: &*service,
         reporter: &reporter,
         drain_fd: shutdown.drain_fd(),
