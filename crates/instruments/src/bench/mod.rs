@@ -70,6 +70,14 @@ pub struct Args {
     /// Print one JSON document instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// The HTTP method of every request (http targets; default GET, or POST with --body).
+    #[arg(short = 'm', long, value_name = "METHOD")]
+    pub method: Option<String>,
+    /// A file whose bytes are the body of every request, sent with its Content-Length
+    /// (http targets; `-` reads standard input), e.g. a JSON-RPC call for a JSON-RPC-over-HTTP
+    /// server with -H 'Content-Type: application/json'.
+    #[arg(long, value_name = "FILE")]
+    pub body: Option<std::path::PathBuf>,
     /// Exit 1 when any request failed or got a 4xx/5xx answer, or any connection starved
     /// (for CI); without it only a run in which nothing was answered exits 1.
     #[arg(long)]
@@ -211,13 +219,31 @@ pub fn configure(args: &Args) -> anyhow::Result<Config> {
             if args.size.is_some() {
                 return Err(usage("--size applies to echo targets only"));
             }
-            target::build_http_request(path, host, &args.headers, args.close)
-                .map_err(usage)?
-                .into()
+            let body = args.body.as_deref().map(read_body).transpose()?;
+            let method = match (&args.method, &body) {
+                (Some(m), _) => m.as_str(),
+                (None, Some(_)) => "POST",
+                (None, None) => "GET",
+            };
+            target::build_http_request(
+                method,
+                path,
+                host,
+                &args.headers,
+                args.close,
+                body.as_deref(),
+            )
+            .map_err(usage)?
+            .into()
         }
         ProtocolSpec::Echo => {
             if !args.headers.is_empty() {
                 return Err(usage("-H/--header applies to http targets only"));
+            }
+            if args.method.is_some() || args.body.is_some() {
+                return Err(usage(
+                    "-m/--method and --body apply to http and rpc targets",
+                ));
             }
             let size = match &args.size {
                 Some(s) => parse_size("--size", s, MAX_ECHO_SIZE).map_err(usage)?,
@@ -242,6 +268,41 @@ pub fn configure(args: &Args) -> anyhow::Result<Config> {
         abort: None,
         spin: engine::SPIN,
     })
+}
+
+/// Largest `--body` accepted: every connection's pipeline batch holds copies of it.
+pub const MAX_BODY: u64 = 16 << 20;
+
+/// Reads the `--body` file (`-`: standard input), at most [`MAX_BODY`] bytes.
+///
+/// # Errors
+/// A file that cannot be read or is larger than that.
+fn read_body(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let shown = path.display();
+    let mut bytes = Vec::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin()
+            .lock()
+            .take(MAX_BODY + 1)
+            .read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(MAX_BODY + 1).read_to_end(&mut bytes))
+    };
+    read.map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_string(),
+            _ => target::describe(&e),
+        };
+        usage(format!("--body {shown}: {why}"))
+    })?;
+    if bytes.len() as u64 > MAX_BODY {
+        return Err(usage(format!(
+            "--body {shown} is larger than {} MiB",
+            MAX_BODY >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Runs a configured bench without any display and returns its report (used by

@@ -104,18 +104,36 @@ fn check_path(path: &str) -> Result<(), &'static str> {
     }
 }
 
-/// The bytes of one HTTP request: `GET PATH HTTP/1.1`, Host, the extra headers (a Host or
-/// Connection among them replaces the default) and `Connection: close` when asked. Nothing
-/// else, so the server parses as little as under wrk.
+/// The bytes of one HTTP request: `METHOD PATH HTTP/1.1`, Host, the extra headers (a Host or
+/// Connection among them replaces the default), `Connection: close` when asked, and with a
+/// body its `Content-Length` and the body itself (a POST, PUT or PATCH without one says
+/// `Content-Length: 0`, which servers that insist on a length want). Nothing else, so the
+/// server parses as little as under wrk.
 ///
 /// # Errors
-/// A header without a colon or with a line break in it.
+/// A method that is not an HTTP token (or is HEAD or CONNECT, whose responses bench cannot
+/// frame), a header without a colon or with a line break in it, or a Content-Length or
+/// Transfer-Encoding header (the length is the body's).
 pub fn build_http_request(
+    method: &str,
     path: &str,
     host: &str,
     extra: &[String],
     close: bool,
+    body: Option<&[u8]>,
 ) -> Result<Vec<u8>, String> {
+    // RFC 9110 tchar: what a method may be made of.
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if method.is_empty() || !method.bytes().all(tchar) {
+        return Err(format!(
+            "invalid method '{method}': expected a token such as GET or POST"
+        ));
+    }
+    if method.eq_ignore_ascii_case("HEAD") || method.eq_ignore_ascii_case("CONNECT") {
+        return Err(format!(
+            "-m {method} is not supported: its responses cannot be framed like the others"
+        ));
+    }
     let mut parsed = Vec::new();
     for h in extra {
         let (name, value) = h
@@ -128,10 +146,17 @@ pub fn build_http_request(
         {
             return Err(format!("invalid header '{h}'"));
         }
+        if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+        {
+            return Err(format!(
+                "-H {name} is not allowed: bench sends the --body with its own Content-Length"
+            ));
+        }
         parsed.push((name.to_string(), value.trim().to_string()));
     }
     let has = |n: &str| parsed.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
-    let mut req = format!("GET {path} HTTP/1.1\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
     if !has("host") {
         req.push_str(&format!("Host: {host}\r\n"));
     }
@@ -141,8 +166,18 @@ pub fn build_http_request(
     for (k, v) in &parsed {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    let wants_length = ["POST", "PUT", "PATCH"]
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(method));
+    match body {
+        Some(b) => req.push_str(&format!("Content-Length: {}\r\n", b.len())),
+        None if wants_length => req.push_str("Content-Length: 0\r\n"),
+        None => {}
+    }
     req.push_str("\r\n");
-    Ok(req.into_bytes())
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body.unwrap_or_default());
+    Ok(bytes)
 }
 
 /// The echo message: `size` bytes of a recognisable pattern.
@@ -438,13 +473,48 @@ mod tests {
 
     #[test]
     fn request_has_defaults_overrides_and_close() {
-        let r = build_http_request("/x", "h:1", &["Host: other".into()], true).unwrap();
+        let r =
+            build_http_request("GET", "/x", "h:1", &["Host: other".into()], true, None).unwrap();
         let r = String::from_utf8(r).unwrap();
         assert!(r.starts_with("GET /x HTTP/1.1\r\n"));
         assert!(r.contains("Host: other\r\n") && !r.contains("Host: h:1"));
         assert!(r.contains("Connection: close\r\n"));
         assert!(r.ends_with("\r\n\r\n"));
-        assert!(build_http_request("/", "h", &["nocolon".into()], false).is_err());
-        assert!(build_http_request("/", "h", &["A: b\r\nC: d".into()], false).is_err());
+        assert!(!r.contains("Content-Length"));
+        let bad = |m: &str, h: &[&str]| {
+            let h: Vec<String> = h.iter().map(|s| s.to_string()).collect();
+            build_http_request(m, "/", "h", &h, false, Some(b"x")).is_err()
+        };
+        assert!(bad("GET", &["nocolon"]));
+        assert!(bad("GET", &["A: b\r\nC: d"]));
+        assert!(bad("GET", &["content-length: 3"]));
+        assert!(bad("GET", &["Transfer-Encoding: chunked"]));
+        assert!(bad("", &[]));
+        assert!(bad("PO ST", &[]));
+        assert!(bad("head", &[]));
+        assert!(bad("CONNECT", &[]));
+        assert!(!bad("POST", &["Content-Type: application/json"]));
+    }
+
+    #[test]
+    fn request_with_a_body_carries_its_length_and_bytes() {
+        let body = b"{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"id\":1}";
+        let h = vec!["Content-Type: application/json".to_string()];
+        let r = build_http_request("POST", "/rpc", "h:1", &h, false, Some(body)).unwrap();
+        let want = format!(
+            "POST /rpc HTTP/1.1\r\nHost: h:1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+            body.len(),
+            std::str::from_utf8(body).unwrap()
+        );
+        assert_eq!(String::from_utf8(r).unwrap(), want);
+        // A bodiless POST says so; a DELETE without a body says nothing.
+        let r = build_http_request("POST", "/", "h", &[], false, None).unwrap();
+        assert!(
+            String::from_utf8(r)
+                .unwrap()
+                .ends_with("Content-Length: 0\r\n\r\n")
+        );
+        let r = build_http_request("DELETE", "/", "h", &[], false, None).unwrap();
+        assert_eq!(r, b"DELETE / HTTP/1.1\r\nHost: h\r\n\r\n");
     }
 }

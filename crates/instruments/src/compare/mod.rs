@@ -480,6 +480,8 @@ fn bench_one(
         size: (plan.service != Service::Http).then(|| plan.size.to_string()),
         json: true,
         fail_on_errors: false,
+        method: None,
+        body: None,
     };
     let mut cfg = bench::configure(&args)
         .map_err(|e| anyhow::anyhow!("model {}: {e}{}", model.name(), srv.last_words()))?;
