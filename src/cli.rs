@@ -35,6 +35,8 @@ pub enum Command {
         after_help = "Examples:\n  plumb relay --listen 127.0.0.1:8081 --to 127.0.0.1:8080\n  plumb relay --listen :8081 --to unix:/run/app.sock   (expose a UNIX socket on TCP)"
     )]
     Relay(RelayArgs),
+    /// JSON-RPC 2.0 over any socket or pipe: serve scripts as methods, call servers.
+    Rpc(RpcArgs),
     /// Connect stdin/stdout to a socket (netcat-style client).
     #[command(
         after_help = "Examples:\n  echo hello | plumb connect 127.0.0.1:7007\n  plumb connect unix:/tmp/echo.sock < big.bin > copy.bin"
@@ -52,6 +54,22 @@ pub enum Command {
 pub struct EchoArgs {
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RpcArgs {
+    #[command(subcommand)]
+    pub cmd: RpcCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RpcCommand {
+    /// Serve JSON-RPC 2.0: built-in methods and commands as methods, under every model.
+    #[command(mut_arg("listen", |a| a.help(format!(
+        "{} (or stdio: one session on stdin/stdout, exit at EOF)",
+        listen_help(plumb::rpc::serve::RPC_LISTEN)
+    ))))]
+    Serve(plumb::rpc::ServeArgs),
 }
 
 #[derive(Debug, clap::Args)]

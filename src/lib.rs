@@ -15,6 +15,7 @@ pub mod drive;
 pub mod models;
 pub mod net;
 pub mod report;
+pub mod rpc;
 pub mod serve;
 pub mod server;
 pub mod services;

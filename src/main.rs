@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use cli::{Cli, Command};
+use cli::{Cli, Command, RpcCommand};
 use plumb::net::Addr;
 use plumb::services::echo::EchoService;
 use plumb::services::relay::RelayService;
@@ -76,6 +76,9 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
                 Some(&banner),
             )
         }
+        Command::Rpc(a) => match a.cmd {
+            RpcCommand::Serve(a) => plumb::rpc::serve::run(&a),
+        },
         Command::Connect(a) => plumb::connect::run(&a),
         Command::Ipc(a) => plumb_instruments::ipc::run(&a),
         Command::Bench(a) => plumb_instruments::bench::run(&a),

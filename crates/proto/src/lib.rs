@@ -5,11 +5,13 @@
 //! - [`session`]: the contract between a core and a driver ([`Session`], [`Action`], [`Peer`]);
 //! - [`echo`]: the echo service;
 //! - [`relay`]: a two-way byte relay with half-close and backpressure (the proxy);
+//! - [`framing`]: message framings (ndjson, lsp, len32, netstring);
 //! - [`http`]: the HTTP/1.1 static-file server, and the client-side response decoder;
 //! - [`spare`]: per-thread spare output buffers.
 #![forbid(unsafe_code)]
 
 pub mod echo;
+pub mod framing;
 pub mod http;
 pub mod relay;
 pub mod session;

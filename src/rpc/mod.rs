@@ -1,0 +1,7 @@
+//! `plumb rpc`: JSON-RPC 2.0 over any socket or pipe, in one of four framings
+//! ([`plumb_proto::framing`]). [`serve`] exposes built-in methods and commands as remote
+//! methods under every concurrency model; the core is [`plumb_proto::jsonrpc`], sans-IO.
+
+pub mod serve;
+
+pub use serve::ServeArgs;
