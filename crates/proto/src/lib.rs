@@ -6,6 +6,7 @@
 //! - [`echo`]: the echo service;
 //! - [`relay`]: a two-way byte relay with half-close and backpressure (the proxy);
 //! - [`framing`]: message framings (ndjson, lsp, len32, netstring);
+//! - [`jsonrpc`]: JSON-RPC 2.0 messages and the RPC server session;
 //! - [`http`]: the HTTP/1.1 static-file server, and the client-side response decoder;
 //! - [`spare`]: per-thread spare output buffers.
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@
 pub mod echo;
 pub mod framing;
 pub mod http;
+pub mod jsonrpc;
 pub mod relay;
 pub mod session;
 pub mod spare;
