@@ -721,3 +721,141 @@ fn bad_method_and_body_options_exit_2_with_one_line() {
     let (_, _, err) = run_plumb(&["bench", "http://127.0.0.1:1/", "--body", missing], b"");
     assert!(err.contains("no such file"), "{err}");
 }
+
+/// A loopback JSON-RPC server for the bench tests, in `framing`: a thread per connection
+/// checks that every frame is exactly `want` and answers a result, or an error response for
+/// every frame after the first `ok_first` of a connection; it counts the frames. The acceptor thread is left blocked in accept.
+fn framed_rpc_server(
+    framing: plumb_proto::framing::Framing,
+    want: Vec<u8>,
+    ok_first: u64,
+) -> (String, Arc<AtomicU64>, Arc<AtomicU64>) {
+    use plumb_proto::framing::{BufDecoder, encode};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (frames, wrong) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (f, w) = (Arc::clone(&frames), Arc::clone(&wrong));
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let (f, w, want) = (Arc::clone(&f), Arc::clone(&w), want.clone());
+            thread::spawn(move || {
+                let mut dec = BufDecoder::new(framing, 1 << 20);
+                let mut buf = [0u8; 4096];
+                let mut seen = 0;
+                loop {
+                    let mut out = Vec::new();
+                    while let Ok(Some(body)) = dec.next_frame() {
+                        f.fetch_add(1, Ordering::Relaxed);
+                        seen += 1;
+                        let fail = seen > ok_first;
+                        if body != want.as_slice() {
+                            w.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let answer: &[u8] = if fail {
+                            br#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"no"},"id":1}"#
+                        } else {
+                            br#"{"jsonrpc":"2.0","result":{"name":"plumb"},"id":1}"#
+                        };
+                        encode(framing, answer, &mut out);
+                    }
+                    if conn.write_all(&out).is_err() {
+                        return;
+                    }
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => dec.push(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, frames, wrong)
+}
+
+#[test]
+fn benches_a_json_rpc_server_in_every_framing_with_exact_request_bytes() {
+    use plumb_proto::framing::Framing;
+    // The params' newline is whitespace, sent as a space (ndjson has no room for it).
+    let body =
+        br#"{"jsonrpc":"2.0","method":"rpc.echo","params":{"name": "plumb"},"id":1}"#.to_vec();
+    for framing in Framing::ALL {
+        let (addr, frames, wrong) = framed_rpc_server(framing, body.clone(), u64::MAX);
+        let target = format!("rpc://{addr}");
+        let v = bench_json(&[
+            &target,
+            "-n",
+            "300",
+            "-c",
+            "3",
+            "--pipeline",
+            "4",
+            "--framing",
+            framing.name(),
+            "--params",
+            "{\"name\":\n\"plumb\"}",
+        ]);
+        assert_eq!(v["requests"], 300, "{framing}: {v}");
+        assert_eq!(v["status"]["result"], 300, "{framing}: {v}");
+        assert_no_errors(&v);
+        // The pre-flight call and the 300 measured, each byte for byte the request.
+        assert!(frames.load(Ordering::Relaxed) >= 301, "{framing}");
+        assert_eq!(wrong.load(Ordering::Relaxed), 0, "{framing}");
+    }
+}
+
+#[test]
+fn json_rpc_error_answers_are_an_error_kind_and_fail_the_preflight() {
+    use plumb_proto::framing::Framing;
+    let body = br#"{"jsonrpc":"2.0","method":"rpc.echo","id":1}"#.to_vec();
+    let (addr, _, _) = framed_rpc_server(Framing::Ndjson, body.clone(), 0);
+    let (code, err) = common::start_fails(&["bench", &format!("rpc://{addr}"), "-n", "5"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("answers the call with an error") && err.contains("-32000"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // Errors during the run (the pre-flight call was answered): counted, with their kind.
+    let (addr, _, _) = framed_rpc_server(Framing::Ndjson, body, 1);
+    let target = format!("rpc://{addr}");
+    let v = bench_json(&[&target, "-n", "10", "-c", "1"]);
+    assert_eq!(v["requests"], 10, "{v}");
+    assert_eq!(v["status"]["result"], 1, "{v}");
+    assert_eq!(v["status"]["error"], 9, "{v}");
+    assert_eq!(errors(&v)["rpc_error"], 9, "{v}");
+    let (code, _, err) = bench_json_status(&[&target, "-n", "10", "-c", "1", "--fail-on-errors"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("9 rpc_error"), "{err}");
+    // A server that speaks another framing is named as such.
+    let (addr, _, _) = framed_rpc_server(
+        Framing::Lsp,
+        br#"{"jsonrpc":"2.0","method":"rpc.echo","id":1}"#.to_vec(),
+        u64::MAX,
+    );
+    let (code, err) = common::start_fails(&[
+        "bench",
+        &format!("rpc://{addr}"),
+        "-n",
+        "5",
+        "--framing",
+        "len32",
+        "--timeout",
+        "1",
+    ]);
+    assert_ne!(code, 0, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for args in [
+        &["bench", "rpc://127.0.0.1:1", "--params", "3"][..],
+        &["bench", "rpc://127.0.0.1:1", "--params", "{"],
+        &["bench", "rpc://127.0.0.1:1", "--framing", "xml"],
+        &["bench", "rpc://127.0.0.1:1", "--body", "-"],
+        &["bench", "rpc://127.0.0.1:1", "--size", "10"],
+        &["bench", "http://127.0.0.1:1/", "--params", "[1]"],
+        &["bench", "echo://127.0.0.1:1", "--framing", "lsp"],
+    ] {
+        let (code, _, err) = run_plumb(args, b"");
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+}

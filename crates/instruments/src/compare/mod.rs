@@ -335,7 +335,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
                     model.name(),
                     run.report.requests_per_sec,
                     bench::report::shown_us(run.report.latency_us.p99),
-                    run.report.errors.failures() + run.report.errors.status,
+                    run.report.errors.total(),
                 );
             }
             runs.push(run);
@@ -482,6 +482,8 @@ fn bench_one(
         fail_on_errors: false,
         method: None,
         body: None,
+        params: None,
+        framing: None,
     };
     let mut cfg = bench::configure(&args)
         .map_err(|e| anyhow::anyhow!("model {}: {e}{}", model.name(), srv.last_words()))?;
