@@ -13,6 +13,7 @@ pub mod file_cache;
 pub mod fs_docroot;
 pub mod http;
 pub mod relay;
+pub mod rpc;
 
 /// A session factory shared by every worker of a server.
 pub trait Service: Send + Sync {

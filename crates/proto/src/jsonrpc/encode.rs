@@ -37,6 +37,37 @@ pub fn string(s: &str, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
+/// Copies valid JSON without the whitespace between tokens, so a value received
+/// pretty-printed (params over LSP, a command's `jq` output) fits on one ndjson line.
+pub fn minify(json: &[u8], out: &mut Vec<u8>) {
+    if !json
+        .iter()
+        .any(|&b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        out.extend_from_slice(json);
+        return;
+    }
+    out.reserve(json.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            continue;
+        }
+        out.push(b);
+    }
+}
+
 /// Joins finished responses of a batch into one array.
 pub fn batch(responses: &[Vec<u8>], out: &mut Vec<u8>) {
     out.push(b'[');
@@ -83,6 +114,15 @@ mod tests {
         assert!(!out.contains(&b'\n'));
         assert_eq!(value(&out)["error"]["message"], "quote \" and\nnewline");
         assert_eq!(value(&out)["error"]["data"]["exit"], 3);
+        out.clear();
+        minify(
+            b" { \"a b\" : [ 1 ,\n 2 ] , \"c\\\" d\" : \"\\\\\" }\n",
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            r#"{"a b":[1,2],"c\" d":"\\"}"#
+        );
         out.clear();
         batch(&[b"1".to_vec(), b"2".to_vec()], &mut out);
         assert_eq!(out, b"[1,2]");
