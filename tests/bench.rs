@@ -859,3 +859,45 @@ fn json_rpc_error_answers_are_an_error_kind_and_fail_the_preflight() {
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
     }
 }
+
+#[test]
+fn benches_plumb_rpc_serve_over_tcp_and_unix_built_ins_and_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let unix = format!("unix:{}", dir.path().join("rpc.sock").display());
+    let server = Server::start(&[
+        "rpc",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        &unix,
+        "--model",
+        "event",
+        "--method",
+        "t=true",
+        "-q",
+    ]);
+    let params = r#"{"name":"plumb","text":"0123456789012345678901234567890123456789012345678901234567890123"}"#;
+    let tcp = format!("rpc://{}", server.addr());
+    let sock = format!("rpc+unix:{}", &unix["unix:".len()..]);
+    for (target, extra) in [
+        (&tcp, &["--params", params, "-c", "4"][..]),
+        (&tcp, &["--params", params, "-c", "2", "--pipeline", "8"]),
+        (&sock, &["--params", params, "-c", "3", "-t", "2"]),
+        // A command method: a fork and exec of `true` per call.
+        (&tcp, &["-m", "t", "-c", "2"]),
+    ] {
+        let mut args = vec![target.as_str(), "-n", "200"];
+        args.extend_from_slice(extra);
+        let v = bench_json(&args);
+        assert_eq!(v["requests"], 200, "{args:?}: {v}");
+        assert_eq!(v["status"]["result"], 200, "{args:?}: {v}");
+        assert_no_errors(&v);
+        assert!(v["bytes"].as_u64().unwrap() > 200 * 30, "{v}");
+    }
+    // An unknown method fails the pre-flight with the server's own error.
+    let (code, err) = common::start_fails(&["bench", &tcp, "-m", "nosuch", "-n", "5"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("-32601"), "{err}");
+    server.stop();
+}

@@ -52,7 +52,7 @@ fn processes_with(marker: &str) -> Vec<i32> {
 /// see that nothing of it outlives the call.
 fn exec_addr(framing: &str, marker: &str) -> String {
     format!(
-        "exec:{PLUMB} rpc serve --listen stdio --framing {framing} --method cat=cat \
+        "exec:{PLUMB} rpc serve --listen stdio -q --framing {framing} --method cat=cat \
          --method 'fail=echo broken >&2; exit 3' --method {marker}=true"
     )
 }
@@ -223,7 +223,7 @@ fn failures_are_one_line_with_the_right_exit_code() {
     );
     one_line(&["exec:exit 3", "m"], b"", 1, "exit status: 3");
     // In line mode, a bad line stops the run with its line number.
-    one_line(&["127.0.0.1:1"], b"m {bad\n", 1, "line 1");
+    one_line(&["exec:cat"], b"\nm {bad\nrpc.echo [1]\n", 1, "line 2");
 
     // A server that accepts and never answers: a timeout; one that closes: said so.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -160,13 +160,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         };
         format!("JSON-RPC ({framing}) on {at}: {methods}")
     };
-    server::run_server(
-        &args.server,
-        RPC_LISTEN,
-        service,
-        access,
-        Some(&banner),
-    )
+    server::run_server(&args.server, RPC_LISTEN, service, access, Some(&banner))
 }
 
 /// Serves one session on stdin/stdout until stdin's EOF (and the calls in flight) or a
@@ -255,7 +249,11 @@ fn copy_to_stdout(mut from: UnixStream) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
-        if stdout.write_all(&buf[..n]).and_then(|()| stdout.flush()).is_err() {
+        if stdout
+            .write_all(&buf[..n])
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
             let _ = from.shutdown(std::net::Shutdown::Both);
             return;
         }

@@ -35,7 +35,7 @@ pub enum Service {
     Echo,
     /// `plumb relay` in front of one echo server, benched with echo messages.
     Relay,
-    /// `plumb rpc serve`, benched with `rpc.echo` calls (a 100-byte params object, or a
+    /// `plumb rpc serve`, benched with `rpc.echo` calls (the JSON-RPC anchor's params, or a
     /// text of --size bytes; 256 KiB for the large scenario).
     Rpc,
 }
@@ -186,8 +186,9 @@ const LARGE_FILE: usize = 10 << 20;
 /// Largest params text of the rpc service: its answer repeats it, and both must fit the
 /// server's default 1 MiB frame.
 const MAX_RPC_TEXT: usize = 1000 << 10;
-/// The params of the rpc service's calls: the 100-byte object the JSON-RPC anchor sends
-/// (`../shared/bench/anchors/rpc-anchor.sh`), so the figures compare.
+/// The params of the rpc service's calls: the object the JSON-RPC anchor sends, byte for byte
+/// (`../shared/bench/anchors/rpc-anchor.sh`, which calls it 100 bytes; it is 90), so the
+/// figures compare.
 pub const RPC_PARAMS: &str =
     r#"{"name":"plumb","text":"0123456789012345678901234567890123456789012345678901234567890123"}"#;
 
