@@ -70,6 +70,8 @@ pub enum RpcCommand {
         listen_help(plumb::rpc::serve::RPC_LISTEN)
     ))))]
     Serve(plumb::rpc::ServeArgs),
+    /// Call a JSON-RPC 2.0 server over TCP, a UNIX socket or a program's stdin/stdout.
+    Call(plumb::rpc::CallArgs),
 }
 
 #[derive(Debug, clap::Args)]

@@ -79,6 +79,7 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
         }
         Command::Rpc(a) => match a.cmd {
             RpcCommand::Serve(a) => plumb::rpc::serve::run(&a),
+            RpcCommand::Call(a) => plumb::rpc::call::run(&a),
         },
         Command::Connect(a) => plumb::connect::run(&a),
         Command::Ipc(a) => plumb_instruments::ipc::run(&a),

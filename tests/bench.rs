@@ -599,3 +599,305 @@ fn benches_http_over_a_unix_socket() {
     assert_eq!(v["status"]["200"], 300);
     assert_no_errors(&v);
 }
+
+/// A loopback HTTP server for the -m/--body tests: a thread per connection reads each request
+/// whole (head, then as many body bytes as its Content-Length says), sends the exact bytes
+/// to the test, and answers 200 with a small JSON body. The acceptor thread is left blocked
+/// in accept when the test ends.
+fn recording_http_server() -> (String, std::sync::mpsc::Receiver<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap_or(0));
+                        if pending.len() < end + 4 + len {
+                            break;
+                        }
+                        let request: Vec<u8> = pending.drain(..end + 4 + len).collect();
+                        let _ = tx.send(request);
+                        let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
+                        if conn.write_all(ok).is_err() {
+                            return;
+                        }
+                    }
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn method_and_body_reach_the_wire_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = br#"{"jsonrpc":"2.0","method":"rpc.echo","params":{"name":"plumb"},"id":1}"#;
+    let file = dir.path().join("call.json");
+    std::fs::write(&file, body).unwrap();
+    let file = file.to_str().unwrap().to_string();
+    // -m PUT with a body from a file; --body alone (a POST) from standard input.
+    let cases: [(&[&str], &[u8], &str); 2] = [
+        (&["-m", "PUT", "--body", &file], b"", "PUT"),
+        (&["--body", "-"], body, "POST"),
+    ];
+    for (extra, stdin, method) in cases {
+        let (addr, requests) = recording_http_server();
+        let target = format!("http://{addr}/rpc");
+        let mut args = vec![
+            "bench",
+            &target,
+            "-n",
+            "20",
+            "-c",
+            "2",
+            "--pipeline",
+            "2",
+            "-H",
+            "Content-Type: application/json",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = run_plumb(&args, stdin);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["requests"], 20, "{v}");
+        assert_eq!(v["status"]["200"], 20, "{v}");
+        assert_no_errors(&v);
+        let want = format!(
+            "{method} /rpc HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+            body.len(),
+            std::str::from_utf8(body).unwrap()
+        );
+        // Every request the server saw (the pre-flight one and the 20 measured; pipelined
+        // ones too) is exactly these bytes.
+        let seen: Vec<Vec<u8>> = requests.try_iter().collect();
+        assert!(seen.len() >= 21, "{} requests seen", seen.len());
+        for r in &seen {
+            assert_eq!(String::from_utf8_lossy(r), want);
+        }
+    }
+}
+
+#[test]
+fn bad_method_and_body_options_exit_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.json");
+    let missing = missing.to_str().unwrap();
+    for args in [
+        &["bench", "http://127.0.0.1:1/", "-m", "HEAD"][..],
+        &["bench", "http://127.0.0.1:1/", "-m", "PO ST"],
+        &["bench", "http://127.0.0.1:1/", "--body", missing],
+        &[
+            "bench",
+            "http://127.0.0.1:1/",
+            "--body",
+            "-",
+            "-H",
+            "Content-Length: 3",
+        ],
+        &["bench", "echo://127.0.0.1:1", "-m", "POST"],
+        &["bench", "unix:/tmp/x.sock", "--body", "-"],
+    ] {
+        let (code, _, err) = run_plumb(args, b"{}");
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("plumb: "), "{err}");
+    }
+    let (_, _, err) = run_plumb(&["bench", "http://127.0.0.1:1/", "--body", missing], b"");
+    assert!(err.contains("no such file"), "{err}");
+}
+
+/// A loopback JSON-RPC server for the bench tests, in `framing`: a thread per connection
+/// checks that every frame is exactly `want` and answers a result, or an error response for
+/// every frame after the first `ok_first` of a connection; it counts the frames. The acceptor thread is left blocked in accept.
+fn framed_rpc_server(
+    framing: plumb_proto::framing::Framing,
+    want: Vec<u8>,
+    ok_first: u64,
+) -> (String, Arc<AtomicU64>, Arc<AtomicU64>) {
+    use plumb_proto::framing::{BufDecoder, encode};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (frames, wrong) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (f, w) = (Arc::clone(&frames), Arc::clone(&wrong));
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let (f, w, want) = (Arc::clone(&f), Arc::clone(&w), want.clone());
+            thread::spawn(move || {
+                let mut dec = BufDecoder::new(framing, 1 << 20);
+                let mut buf = [0u8; 4096];
+                let mut seen = 0;
+                loop {
+                    let mut out = Vec::new();
+                    while let Ok(Some(body)) = dec.next_frame() {
+                        f.fetch_add(1, Ordering::Relaxed);
+                        seen += 1;
+                        let fail = seen > ok_first;
+                        if body != want.as_slice() {
+                            w.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let answer: &[u8] = if fail {
+                            br#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"no"},"id":1}"#
+                        } else {
+                            br#"{"jsonrpc":"2.0","result":{"name":"plumb"},"id":1}"#
+                        };
+                        encode(framing, answer, &mut out);
+                    }
+                    if conn.write_all(&out).is_err() {
+                        return;
+                    }
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => dec.push(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, frames, wrong)
+}
+
+#[test]
+fn benches_a_json_rpc_server_in_every_framing_with_exact_request_bytes() {
+    use plumb_proto::framing::Framing;
+    // The params' newline is whitespace, sent as a space (ndjson has no room for it).
+    let body =
+        br#"{"jsonrpc":"2.0","method":"rpc.echo","params":{"name": "plumb"},"id":1}"#.to_vec();
+    for framing in Framing::ALL {
+        let (addr, frames, wrong) = framed_rpc_server(framing, body.clone(), u64::MAX);
+        let target = format!("rpc://{addr}");
+        let v = bench_json(&[
+            &target,
+            "-n",
+            "300",
+            "-c",
+            "3",
+            "--pipeline",
+            "4",
+            "--framing",
+            framing.name(),
+            "--params",
+            "{\"name\":\n\"plumb\"}",
+        ]);
+        assert_eq!(v["requests"], 300, "{framing}: {v}");
+        assert_eq!(v["status"]["result"], 300, "{framing}: {v}");
+        assert_no_errors(&v);
+        // The pre-flight call and the 300 measured, each byte for byte the request.
+        assert!(frames.load(Ordering::Relaxed) >= 301, "{framing}");
+        assert_eq!(wrong.load(Ordering::Relaxed), 0, "{framing}");
+    }
+}
+
+#[test]
+fn json_rpc_error_answers_are_an_error_kind_and_fail_the_preflight() {
+    use plumb_proto::framing::Framing;
+    let body = br#"{"jsonrpc":"2.0","method":"rpc.echo","id":1}"#.to_vec();
+    let (addr, _, _) = framed_rpc_server(Framing::Ndjson, body.clone(), 0);
+    let (code, err) = common::start_fails(&["bench", &format!("rpc://{addr}"), "-n", "5"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("answers the call with an error") && err.contains("-32000"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // Errors during the run (the pre-flight call was answered): counted, with their kind.
+    let (addr, _, _) = framed_rpc_server(Framing::Ndjson, body, 1);
+    let target = format!("rpc://{addr}");
+    let v = bench_json(&[&target, "-n", "10", "-c", "1"]);
+    assert_eq!(v["requests"], 10, "{v}");
+    assert_eq!(v["status"]["result"], 1, "{v}");
+    assert_eq!(v["status"]["error"], 9, "{v}");
+    assert_eq!(errors(&v)["rpc_error"], 9, "{v}");
+    let (code, _, err) = bench_json_status(&[&target, "-n", "10", "-c", "1", "--fail-on-errors"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("9 rpc_error"), "{err}");
+    // A server that speaks another framing is named as such.
+    let (addr, _, _) = framed_rpc_server(
+        Framing::Lsp,
+        br#"{"jsonrpc":"2.0","method":"rpc.echo","id":1}"#.to_vec(),
+        u64::MAX,
+    );
+    let (code, err) = common::start_fails(&[
+        "bench",
+        &format!("rpc://{addr}"),
+        "-n",
+        "5",
+        "--framing",
+        "len32",
+        "--timeout",
+        "1",
+    ]);
+    assert_ne!(code, 0, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for args in [
+        &["bench", "rpc://127.0.0.1:1", "--params", "3"][..],
+        &["bench", "rpc://127.0.0.1:1", "--params", "{"],
+        &["bench", "rpc://127.0.0.1:1", "--framing", "xml"],
+        &["bench", "rpc://127.0.0.1:1", "--body", "-"],
+        &["bench", "rpc://127.0.0.1:1", "--size", "10"],
+        &["bench", "http://127.0.0.1:1/", "--params", "[1]"],
+        &["bench", "echo://127.0.0.1:1", "--framing", "lsp"],
+    ] {
+        let (code, _, err) = run_plumb(args, b"");
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn benches_plumb_rpc_serve_over_tcp_and_unix_built_ins_and_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let unix = format!("unix:{}", dir.path().join("rpc.sock").display());
+    let server = Server::start(&[
+        "rpc",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        &unix,
+        "--model",
+        "event",
+        "--method",
+        "t=true",
+        "-q",
+    ]);
+    let params = r#"{"name":"plumb","text":"0123456789012345678901234567890123456789012345678901234567890123"}"#;
+    let tcp = format!("rpc://{}", server.addr());
+    let sock = format!("rpc+unix:{}", &unix["unix:".len()..]);
+    for (target, extra) in [
+        (&tcp, &["--params", params, "-c", "4"][..]),
+        (&tcp, &["--params", params, "-c", "2", "--pipeline", "8"]),
+        (&sock, &["--params", params, "-c", "3", "-t", "2"]),
+        // A command method: a fork and exec of `true` per call.
+        (&tcp, &["-m", "t", "-c", "2"]),
+    ] {
+        let mut args = vec![target.as_str(), "-n", "200"];
+        args.extend_from_slice(extra);
+        let v = bench_json(&args);
+        assert_eq!(v["requests"], 200, "{args:?}: {v}");
+        assert_eq!(v["status"]["result"], 200, "{args:?}: {v}");
+        assert_no_errors(&v);
+        assert!(v["bytes"].as_u64().unwrap() > 200 * 30, "{v}");
+    }
+    // An unknown method fails the pre-flight with the server's own error.
+    let (code, err) = common::start_fails(&["bench", &tcp, "-m", "nosuch", "-n", "5"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("-32601"), "{err}");
+    server.stop();
+}

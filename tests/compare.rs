@@ -225,3 +225,45 @@ fn models_help_names_no_option_compare_lacks() {
         assert!(models.contains(model), "{model} missing:{models}");
     }
 }
+
+#[test]
+fn compares_the_rpc_service_under_every_model() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("rpc");
+    let dir_s = dir.display().to_string();
+    let (code, stdout, stderr) = run_plumb(
+        &[
+            "compare",
+            "--service",
+            "rpc",
+            "-d",
+            "0.4",
+            "--warmup",
+            "0.1",
+            "--rounds",
+            "1",
+            "-c",
+            "4",
+            "--out",
+            &dir_s,
+        ],
+        b"",
+    );
+    assert_eq!(code, 0, "compare failed: {stderr}");
+    let table = String::from_utf8(stdout).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["service"], "rpc");
+    // The JSON-RPC anchor's params object, byte for byte (90 bytes; it calls it 100).
+    assert_eq!(json["message_size"], 90);
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 7, "every model: {table}");
+    for r in runs {
+        let report = &r["report"];
+        assert!(report["requests"].as_u64().unwrap() > 0, "{r}");
+        // Every answer a result: rpc.echo worked under this model.
+        assert_eq!(report["status"]["result"], report["requests"], "{r}");
+        let errors = report["errors"].as_object().unwrap();
+        assert!(errors.values().all(|n| n == 0), "{r}");
+    }
+}

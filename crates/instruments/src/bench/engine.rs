@@ -31,7 +31,7 @@ use mio::{Events, Interest, Poll, Token};
 use plumb::drive::timers::{Deadlines, Due};
 use plumb_sys::timerfd::TimerFd;
 
-use super::response::{Complete, Reader, Step};
+use super::response::{Complete, RPC_ERROR, Reader, Step};
 use super::target::{Endpoint, Target};
 
 /// When a run ends.
@@ -90,6 +90,9 @@ pub struct Errors {
     pub bad_response: u64,
     pub closed: u64,
     pub status: u64,
+    /// JSON-RPC error responses (the call was answered, with an error).
+    #[serde(default)]
+    pub rpc_error: u64,
 }
 
 impl Errors {
@@ -112,10 +115,11 @@ impl Errors {
         self.bad_response += o.bad_response;
         self.closed += o.closed;
         self.status += o.status;
+        self.rpc_error += o.rpc_error;
     }
 
     /// Every kind with its count, in a fixed order.
-    pub fn by_kind(&self) -> [(&'static str, u64); 7] {
+    pub fn by_kind(&self) -> [(&'static str, u64); 8] {
         [
             ("connect", self.connect),
             ("read", self.read),
@@ -124,7 +128,13 @@ impl Errors {
             ("bad_response", self.bad_response),
             ("closed", self.closed),
             ("status", self.status),
+            ("rpc_error", self.rpc_error),
         ]
+    }
+
+    /// Every failed request and every answer that says it failed (4xx/5xx, JSON-RPC errors).
+    pub fn total(&self) -> u64 {
+        self.failures() + self.status + self.rpc_error
     }
 
     /// Failed requests (not counting 4xx/5xx responses, which did complete).
@@ -133,7 +143,7 @@ impl Errors {
     }
 }
 
-/// Status codes 0..=999 (0 is an echo reply).
+/// Status codes 0..=999 (0 is an echo reply, 1 and 2 a JSON-RPC result and error).
 const STATUS_SLOTS: usize = 1000;
 
 /// What a run measured.
@@ -814,6 +824,8 @@ impl<'a> Worker<'a> {
             t.status[(done.status as usize).min(STATUS_SLOTS - 1)] += 1;
             if done.status >= 400 {
                 t.errors.status += 1;
+            } else if done.status == RPC_ERROR {
+                t.errors.rpc_error += 1;
             }
             self.last_done = now;
             c.answered = true;

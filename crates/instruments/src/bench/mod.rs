@@ -19,17 +19,18 @@ use std::time::Duration;
 
 pub use engine::{Config, Errors, Stop, Totals};
 use plumb::usage::usage;
+use plumb_proto::framing::Framing;
 pub use report::{Latency, Report, RunShape};
 use target::{ProtocolSpec, TargetSpec};
 
 /// Options of `plumb bench`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "Examples:\n  plumb bench http://127.0.0.1:8080/index.html -c 64 -d 10\n  plumb bench http://127.0.0.1:8080/ -c 16 --rate 20000 -d 30s --json\n  plumb bench echo://127.0.0.1:7007 --size 1024 -n 100000\n  plumb bench unix:/tmp/echo.sock --pipeline 16\n  plumb bench http+unix:/run/app.sock:/health --close"
+    after_help = "Examples:\n  plumb bench http://127.0.0.1:8080/index.html -c 64 -d 10\n  plumb bench http://127.0.0.1:8080/ -c 16 --rate 20000 -d 30s --json\n  plumb bench echo://127.0.0.1:7007 --size 1024 -n 100000\n  plumb bench unix:/tmp/echo.sock --pipeline 16\n  plumb bench http+unix:/run/app.sock:/health --close\n  plumb bench rpc://127.0.0.1:7070 --params '{\"name\":\"plumb\"}' --pipeline 8\n  plumb bench rpc+unix:/tmp/rpc.sock -m t --framing lsp\n  plumb bench http://127.0.0.1:8545/ --body call.json -H 'Content-Type: application/json'"
 )]
 pub struct Args {
     /// http://HOST:PORT/PATH (also http://[::1]:PORT/), http+unix:/SOCKET[:/PATH],
-    /// echo://HOST:PORT or unix:/PATH (echo).
+    /// echo://HOST:PORT or unix:/PATH (echo), rpc://HOST:PORT or rpc+unix:/PATH (JSON-RPC).
     #[arg(value_name = "TARGET")]
     pub target: String,
     /// Open connections.
@@ -70,11 +71,30 @@ pub struct Args {
     /// Print one JSON document instead of the summary.
     #[arg(long)]
     pub json: bool,
-    /// Exit 1 when any request failed or got a 4xx/5xx answer, or any connection starved
+    /// The HTTP method of every request (http targets; default GET, or POST with --body),
+    /// or the JSON-RPC method of every call (rpc targets; default rpc.echo).
+    #[arg(short = 'm', long, value_name = "METHOD")]
+    pub method: Option<String>,
+    /// A file whose bytes are the body of every request, sent with its Content-Length
+    /// (http targets; `-` reads standard input), e.g. a JSON-RPC call for a JSON-RPC-over-HTTP
+    /// server with -H 'Content-Type: application/json'.
+    #[arg(long, value_name = "FILE")]
+    pub body: Option<std::path::PathBuf>,
+    /// Exit 1 when any request failed or got a 4xx/5xx or JSON-RPC error answer, or any connection starved
     /// (for CI); without it only a run in which nothing was answered exits 1.
     #[arg(long)]
     pub fail_on_errors: bool,
+    /// The params of every call (rpc targets): a JSON array or object [default: none].
+    #[arg(long, value_name = "JSON")]
+    pub params: Option<String>,
+    /// How rpc messages are delimited: ndjson (one per line), lsp (Content-Length headers),
+    /// len32 (4-byte big-endian length) or netstring [default: ndjson].
+    #[arg(long, value_name = "FRAMING")]
+    pub framing: Option<Framing>,
 }
+
+/// The JSON-RPC method called when no -m is given.
+pub const DEFAULT_RPC_METHOD: &str = "rpc.echo";
 
 /// Default echo message size.
 pub const DEFAULT_ECHO_SIZE: usize = 64;
@@ -206,18 +226,55 @@ pub fn configure(args: &Args) -> anyhow::Result<Config> {
             "--rate must be from 0.01 to 1e9 requests/s, not {r}"
         )));
     }
+    let is_rpc = spec.protocol == ProtocolSpec::Rpc;
+    if !is_rpc && (args.params.is_some() || args.framing.is_some()) {
+        return Err(usage("--params and --framing apply to rpc targets only"));
+    }
     let request: Arc<[u8]> = match &spec.protocol {
+        ProtocolSpec::Rpc => {
+            if args.size.is_some() || args.body.is_some() || !args.headers.is_empty() {
+                return Err(usage(
+                    "--size, --body and -H apply to echo and http targets, not rpc (use --params)",
+                ));
+            }
+            let method = args.method.as_deref().unwrap_or(DEFAULT_RPC_METHOD);
+            target::build_rpc_request(
+                args.framing.unwrap_or_default(),
+                method,
+                args.params.as_deref(),
+            )
+            .map_err(usage)?
+            .into()
+        }
         ProtocolSpec::Http { path, host } => {
             if args.size.is_some() {
                 return Err(usage("--size applies to echo targets only"));
             }
-            target::build_http_request(path, host, &args.headers, args.close)
-                .map_err(usage)?
-                .into()
+            let body = args.body.as_deref().map(read_body).transpose()?;
+            let method = match (&args.method, &body) {
+                (Some(m), _) => m.as_str(),
+                (None, Some(_)) => "POST",
+                (None, None) => "GET",
+            };
+            target::build_http_request(
+                method,
+                path,
+                host,
+                &args.headers,
+                args.close,
+                body.as_deref(),
+            )
+            .map_err(usage)?
+            .into()
         }
         ProtocolSpec::Echo => {
             if !args.headers.is_empty() {
                 return Err(usage("-H/--header applies to http targets only"));
+            }
+            if args.method.is_some() || args.body.is_some() {
+                return Err(usage(
+                    "-m/--method and --body apply to http and rpc targets",
+                ));
             }
             let size = match &args.size {
                 Some(s) => parse_size("--size", s, MAX_ECHO_SIZE).map_err(usage)?,
@@ -228,7 +285,8 @@ pub fn configure(args: &Args) -> anyhow::Result<Config> {
     };
     // Every connection needs a descriptor; raise the soft limit as far as allowed.
     let _ = plumb_sys::raise_nofile_limit();
-    let target = target::preflight(&spec, request, &args.target, timeout)?;
+    let rpc = is_rpc.then(|| args.framing.unwrap_or_default());
+    let target = target::preflight(&spec, request, rpc, &args.target, timeout)?;
     Ok(Config {
         target,
         connections: args.connections,
@@ -242,6 +300,41 @@ pub fn configure(args: &Args) -> anyhow::Result<Config> {
         abort: None,
         spin: engine::SPIN,
     })
+}
+
+/// Largest `--body` accepted: every connection's pipeline batch holds copies of it.
+pub const MAX_BODY: u64 = 16 << 20;
+
+/// Reads the `--body` file (`-`: standard input), at most [`MAX_BODY`] bytes.
+///
+/// # Errors
+/// A file that cannot be read or is larger than that.
+fn read_body(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let shown = path.display();
+    let mut bytes = Vec::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin()
+            .lock()
+            .take(MAX_BODY + 1)
+            .read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(MAX_BODY + 1).read_to_end(&mut bytes))
+    };
+    read.map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_string(),
+            _ => target::describe(&e),
+        };
+        usage(format!("--body {shown}: {why}"))
+    })?;
+    if bytes.len() as u64 > MAX_BODY {
+        return Err(usage(format!(
+            "--body {shown} is larger than {} MiB",
+            MAX_BODY >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Runs a configured bench without any display and returns its report (used by
@@ -331,7 +424,7 @@ fn verdict(report: &Report, fail_on_errors: bool, interrupted: bool) -> anyhow::
         );
         return Ok(130);
     }
-    let errors = report.errors.failures() + report.errors.status;
+    let errors = report.errors.total();
     let what = || {
         let mut kinds: Vec<String> = report
             .errors

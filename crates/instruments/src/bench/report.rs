@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::engine::{Errors, Totals};
+use super::response::{RPC_ERROR, RPC_RESULT};
 
 /// Latency percentiles in microseconds; every one is `None` when no response completed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -34,7 +35,8 @@ pub struct Report {
     pub bytes: u64,
     pub bytes_per_sec: f64,
     pub latency_us: Latency,
-    /// Responses per status code (echo replies count under "echo").
+    /// Responses per status code (echo replies count under "echo", JSON-RPC answers under
+    /// "result" and "error").
     pub status: BTreeMap<String, u64>,
     pub errors: Errors,
     /// Connections that got no response at all in the measured window.
@@ -77,10 +79,11 @@ impl Report {
             .enumerate()
             .filter(|(_, n)| **n > 0)
             .map(|(code, n)| {
-                let key = if code == 0 {
-                    "echo".to_string()
-                } else {
-                    code.to_string()
+                let key = match code as u16 {
+                    0 => "echo".to_string(),
+                    RPC_RESULT => "result".to_string(),
+                    RPC_ERROR => "error".to_string(),
+                    c => c.to_string(),
                 };
                 (key, *n)
             })
@@ -160,6 +163,7 @@ impl Report {
             .filter(|(_, n)| *n > 0)
             .map(|(k, n)| match *k {
                 "status" => format!("{n} with status >= 400"),
+                "rpc_error" => format!("{n} error responses"),
                 "bad_response" => format!("{n} bad response"),
                 "closed" => format!("{n} closed early"),
                 _ => format!("{n} {k}"),

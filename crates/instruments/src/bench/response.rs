@@ -9,8 +9,15 @@
 
 use std::fmt;
 
+use plumb_proto::framing::{Decoder, FrameError, Framing};
 pub use plumb_proto::http::client::{Complete, MAX_HEAD};
 use plumb_proto::http::client::{ResponseDecoder, ResponseError};
+use serde_json::value::RawValue;
+
+/// The status a JSON-RPC answer is counted under: a result.
+pub const RPC_RESULT: u16 = 1;
+/// The status a JSON-RPC answer is counted under: an error response.
+pub const RPC_ERROR: u16 = 2;
 
 /// Why the bytes from the server are not a valid response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +35,11 @@ pub enum BadResponse {
     Unsolicited,
     /// An echo server sent back different bytes.
     EchoMismatch,
+    /// The framing of a JSON-RPC answer is broken (proto's framing error).
+    Frame(FrameError),
+    /// A frame that is not a JSON-RPC response to the request sent (not JSON, no result or
+    /// error, another id).
+    NotRpc,
 }
 
 impl fmt::Display for BadResponse {
@@ -42,6 +54,8 @@ impl fmt::Display for BadResponse {
             BadResponse::Chunk => f.write_str("invalid chunked encoding"),
             BadResponse::Unsolicited => f.write_str("data arrived with no request outstanding"),
             BadResponse::EchoMismatch => f.write_str("the echoed bytes differ from those sent"),
+            BadResponse::Frame(e) => write!(f, "{e}"),
+            BadResponse::NotRpc => f.write_str("not a JSON-RPC response to the request sent"),
         }
     }
 }
@@ -71,6 +85,7 @@ pub enum Step {
 pub enum Reader {
     Http(HttpReader),
     Echo(EchoReader),
+    Rpc(RpcReader),
 }
 
 impl Reader {
@@ -83,6 +98,7 @@ impl Reader {
         match self {
             Reader::Http(r) => r.feed(input),
             Reader::Echo(r) => r.feed(input),
+            Reader::Rpc(r) => r.feed(input),
         }
     }
 
@@ -90,7 +106,7 @@ impl Reader {
     pub fn eof(&mut self) -> Option<Complete> {
         match self {
             Reader::Http(r) => r.eof(),
-            Reader::Echo(_) => None,
+            Reader::Echo(_) | Reader::Rpc(_) => None,
         }
     }
 
@@ -99,6 +115,7 @@ impl Reader {
         match self {
             Reader::Http(r) => r.0.in_progress(),
             Reader::Echo(r) => r.got > 0,
+            Reader::Rpc(r) => !r.carry.is_empty(),
         }
     }
 
@@ -107,6 +124,7 @@ impl Reader {
         match self {
             Reader::Http(r) => r.0.reset(),
             Reader::Echo(r) => r.got = 0,
+            Reader::Rpc(r) => r.reset(),
         }
     }
 }
@@ -175,6 +193,109 @@ impl EchoReader {
         } else {
             Ok((take, Step::More))
         }
+    }
+}
+
+/// Reads JSON-RPC answers framed by one of proto's framings (the server's own decoder). A
+/// frame completes a call: counted under [`RPC_RESULT`] or, for an error response,
+/// [`RPC_ERROR`]; anything else (not JSON, neither result nor error, another id) is a bad
+/// response. A frame split across reads is carried (copied) until it is whole; a frame that
+/// arrives whole in one read is checked in place.
+#[derive(Debug)]
+pub struct RpcReader {
+    decoder: Decoder,
+    /// The id the requests carry, as JSON text.
+    id: std::sync::Arc<str>,
+    carry: Vec<u8>,
+}
+
+/// Largest answer frame accepted.
+pub const MAX_RPC_ANSWER: usize = 64 << 20;
+
+impl RpcReader {
+    pub fn new(framing: Framing, id: std::sync::Arc<str>) -> Self {
+        RpcReader {
+            decoder: Decoder::new(framing, MAX_RPC_ANSWER),
+            id,
+            carry: Vec::new(),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.carry.clear();
+        self.decoder = Decoder::new(self.decoder.framing(), MAX_RPC_ANSWER);
+    }
+
+    /// Consumes a prefix of `input`.
+    ///
+    /// # Errors
+    /// Broken framing, or a frame that is not a response to the request.
+    #[inline]
+    pub fn feed(&mut self, input: &[u8]) -> Result<(usize, Step), BadResponse> {
+        if self.carry.is_empty() {
+            return match self.decoder.decode(input).map_err(BadResponse::Frame)? {
+                Some(frame) => {
+                    let status = check_answer(frame.body, &self.id)?;
+                    Ok((frame.consumed, done(status)))
+                }
+                None => {
+                    // Not whole yet: keep the bytes (the decoder's progress refers to them).
+                    self.carry.extend_from_slice(input);
+                    Ok((input.len(), Step::More))
+                }
+            };
+        }
+        let before = self.carry.len();
+        self.carry.extend_from_slice(input);
+        match self
+            .decoder
+            .decode(&self.carry)
+            .map_err(BadResponse::Frame)?
+        {
+            Some(frame) => {
+                let status = check_answer(frame.body, &self.id)?;
+                let used = frame.consumed - before;
+                self.carry.clear();
+                Ok((used, done(status)))
+            }
+            None => Ok((input.len(), Step::More)),
+        }
+    }
+}
+
+fn done(status: u16) -> Step {
+    Step::Done(Complete {
+        status,
+        keep_alive: true,
+    })
+}
+
+/// The fields of a response the bench looks at; the values are only scanned, not built.
+#[derive(serde::Deserialize)]
+struct Answer<'a> {
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+}
+
+/// [`RPC_RESULT`] or [`RPC_ERROR`] for a response to a request with id `id`.
+///
+/// # Errors
+/// Anything else.
+pub fn check_answer(body: &[u8], id: &str) -> Result<u16, BadResponse> {
+    let a: Answer<'_> = serde_json::from_slice(body).map_err(|_| BadResponse::NotRpc)?;
+    let id_ok = |null_ok: bool| match a.id {
+        Some(got) => got.get() == id || (null_ok && got.get() == "null"),
+        None => null_ok,
+    };
+    match (a.result, a.error) {
+        (Some(_), None) if id_ok(false) => Ok(RPC_RESULT),
+        // An error with id null: the server could not read the request.
+        (None, Some(_)) if id_ok(true) => Ok(RPC_ERROR),
+        _ => Err(BadResponse::NotRpc),
     }
 }
 
@@ -328,6 +449,54 @@ mod tests {
                 "{err:?}"
             );
         }
+    }
+
+    #[test]
+    fn rpc_reader_frames_and_checks_answers_in_any_split() {
+        use plumb_proto::framing::encode;
+        let ok = br#"{"jsonrpc":"2.0","result":{"a":[1,2]},"id":1}"#;
+        let err =
+            br#"{"jsonrpc":"2.0","error":{"code":-32601,"message":"Method not found"},"id":1}"#;
+        let null =
+            br#"{"jsonrpc":"2.0","error":{"code":-32700,"message":"Parse error"},"id":null}"#;
+        for framing in Framing::ALL {
+            let mut wire = Vec::new();
+            for body in [&ok[..], err, null, ok] {
+                encode(framing, body, &mut wire);
+            }
+            for piece in [1, 2, 5, 13, 4096] {
+                let mut r = Reader::Rpc(RpcReader::new(framing, "1".into()));
+                let mut got = Vec::new();
+                for chunk in wire.chunks(piece) {
+                    let mut off = 0;
+                    while off < chunk.len() {
+                        let (n, step) = r.feed(&chunk[off..]).unwrap();
+                        off += n;
+                        if let Step::Done(c) = step {
+                            got.push(c.status);
+                        }
+                    }
+                }
+                assert_eq!(
+                    got,
+                    [RPC_RESULT, RPC_ERROR, RPC_ERROR, RPC_RESULT],
+                    "{framing} piece {piece}"
+                );
+                assert!(!r.in_progress());
+            }
+        }
+        for bad in [
+            &br#"{"jsonrpc":"2.0","result":1,"id":2}"#[..],
+            br#"{"jsonrpc":"2.0","id":1}"#,
+            br#"{"jsonrpc":"2.0","result":1,"error":{},"id":1}"#,
+            br#"{"jsonrpc":"2.0","result":1,"id":null}"#,
+            b"[]",
+            b"not json",
+        ] {
+            assert_eq!(check_answer(bad, "1"), Err(BadResponse::NotRpc));
+        }
+        let mut r = RpcReader::new(Framing::Netstring, "1".into());
+        assert!(matches!(r.feed(b"x:"), Err(BadResponse::Frame(_))));
     }
 
     #[test]

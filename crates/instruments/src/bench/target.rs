@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::response::{EchoReader, HttpReader, Reader, Step};
+use super::response::{EchoReader, HttpReader, RPC_ERROR, Reader, RpcReader, Step};
 use plumb::net::Addr;
+use plumb_proto::framing::{Framing, encode};
 
 /// Where the connections go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,11 +34,14 @@ pub enum ProtocolSpec {
     Http { path: String, host: String },
     /// The echo protocol.
     Echo,
+    /// JSON-RPC 2.0 in one of proto's framings.
+    Rpc,
 }
 
 impl TargetSpec {
     /// Parses `http://HOST[:PORT][/PATH]`, `http://[V6]:PORT/`, `http+unix:/SOCK[:/PATH]`,
-    /// `echo://HOST:PORT` and `unix:/PATH` (echo).
+    /// `echo://HOST:PORT`, `unix:/PATH` (echo), `rpc://HOST:PORT` and `rpc+unix:/PATH`
+    /// (JSON-RPC).
     ///
     /// # Errors
     /// A malformed target, with the forms that are accepted.
@@ -82,6 +86,20 @@ impl TargetSpec {
                 addr,
                 protocol: ProtocolSpec::Echo,
             })
+        } else if let Some(rest) = s.strip_prefix("rpc://") {
+            let addr =
+                Addr::parse(rest.trim_end_matches('/'), None).map_err(|e| bad(&e.to_string()))?;
+            Ok(TargetSpec {
+                addr,
+                protocol: ProtocolSpec::Rpc,
+            })
+        } else if let Some(rest) = s.strip_prefix("rpc+unix:") {
+            let addr =
+                Addr::parse(&format!("unix:{rest}"), None).map_err(|e| bad(&e.to_string()))?;
+            Ok(TargetSpec {
+                addr,
+                protocol: ProtocolSpec::Rpc,
+            })
         } else if s.starts_with("unix:") {
             let addr = Addr::parse(s, None).map_err(|e| bad(&e.to_string()))?;
             Ok(TargetSpec {
@@ -90,7 +108,7 @@ impl TargetSpec {
             })
         } else {
             Err(bad(
-                "expected http://HOST:PORT/PATH, http+unix:/SOCKET[:/PATH], echo://HOST:PORT or unix:/PATH",
+                "expected http://HOST:PORT/PATH, http+unix:/SOCKET[:/PATH], echo://HOST:PORT, unix:/PATH, rpc://HOST:PORT or rpc+unix:/PATH",
             ))
         }
     }
@@ -104,18 +122,36 @@ fn check_path(path: &str) -> Result<(), &'static str> {
     }
 }
 
-/// The bytes of one HTTP request: `GET PATH HTTP/1.1`, Host, the extra headers (a Host or
-/// Connection among them replaces the default) and `Connection: close` when asked. Nothing
-/// else, so the server parses as little as under wrk.
+/// The bytes of one HTTP request: `METHOD PATH HTTP/1.1`, Host, the extra headers (a Host or
+/// Connection among them replaces the default), `Connection: close` when asked, and with a
+/// body its `Content-Length` and the body itself (a POST, PUT or PATCH without one says
+/// `Content-Length: 0`, which servers that insist on a length want). Nothing else, so the
+/// server parses as little as under wrk.
 ///
 /// # Errors
-/// A header without a colon or with a line break in it.
+/// A method that is not an HTTP token (or is HEAD or CONNECT, whose responses bench cannot
+/// frame), a header without a colon or with a line break in it, or a Content-Length or
+/// Transfer-Encoding header (the length is the body's).
 pub fn build_http_request(
+    method: &str,
     path: &str,
     host: &str,
     extra: &[String],
     close: bool,
+    body: Option<&[u8]>,
 ) -> Result<Vec<u8>, String> {
+    // RFC 9110 tchar: what a method may be made of.
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if method.is_empty() || !method.bytes().all(tchar) {
+        return Err(format!(
+            "invalid method '{method}': expected a token such as GET or POST"
+        ));
+    }
+    if method.eq_ignore_ascii_case("HEAD") || method.eq_ignore_ascii_case("CONNECT") {
+        return Err(format!(
+            "-m {method} is not supported: its responses cannot be framed like the others"
+        ));
+    }
     let mut parsed = Vec::new();
     for h in extra {
         let (name, value) = h
@@ -128,10 +164,17 @@ pub fn build_http_request(
         {
             return Err(format!("invalid header '{h}'"));
         }
+        if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+        {
+            return Err(format!(
+                "-H {name} is not allowed: bench sends the --body with its own Content-Length"
+            ));
+        }
         parsed.push((name.to_string(), value.trim().to_string()));
     }
     let has = |n: &str| parsed.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
-    let mut req = format!("GET {path} HTTP/1.1\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
     if !has("host") {
         req.push_str(&format!("Host: {host}\r\n"));
     }
@@ -141,8 +184,50 @@ pub fn build_http_request(
     for (k, v) in &parsed {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    let wants_length = ["POST", "PUT", "PATCH"]
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(method));
+    match body {
+        Some(b) => req.push_str(&format!("Content-Length: {}\r\n", b.len())),
+        None if wants_length => req.push_str("Content-Length: 0\r\n"),
+        None => {}
+    }
     req.push_str("\r\n");
-    Ok(req.into_bytes())
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body.unwrap_or_default());
+    Ok(bytes)
+}
+
+/// The id every benchmarked JSON-RPC request carries (responses are counted in order; with
+/// one id, an answer out of order is still an answer to one of the outstanding calls).
+pub const RPC_ID: &str = "1";
+
+/// One framed JSON-RPC request: `{"jsonrpc":"2.0","method":M,"params":P,"id":1}` in
+/// `framing`.
+///
+/// # Errors
+/// PARAMS that are not a JSON array or object.
+pub fn build_rpc_request(
+    framing: Framing,
+    method: &str,
+    params: Option<&str>,
+) -> Result<Vec<u8>, String> {
+    let mut body = String::from(r#"{"jsonrpc":"2.0","method":"#);
+    body.push_str(&serde_json::to_string(method).map_err(|e| e.to_string())?);
+    if let Some(p) = params {
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(p).map_err(|e| format!("--params is not JSON ({e})"))?;
+        if !raw.get().starts_with(['[', '{']) {
+            return Err("--params must be a JSON array or object".into());
+        }
+        // A raw newline can only be whitespace between tokens: a space is the same JSON.
+        body.push_str(r#","params":"#);
+        body.push_str(&raw.get().replace(['\r', '\n'], " "));
+    }
+    body.push_str(&format!(r#","id":{RPC_ID}}}"#));
+    let mut out = Vec::new();
+    encode(framing, body.as_bytes(), &mut out);
+    Ok(out)
 }
 
 /// The echo message: `size` bytes of a recognisable pattern.
@@ -160,6 +245,8 @@ pub struct Target {
     /// One request (HTTP) or one message (echo).
     pub request: Arc<[u8]>,
     pub is_http: bool,
+    /// JSON-RPC targets: the framing of requests and answers.
+    pub rpc: Option<Framing>,
     /// The target as the user wrote it, for messages.
     pub shown: String,
 }
@@ -167,7 +254,9 @@ pub struct Target {
 impl Target {
     /// A fresh response reader for one connection.
     pub fn reader(&self) -> Reader {
-        if self.is_http {
+        if let Some(framing) = self.rpc {
+            Reader::Rpc(RpcReader::new(framing, RPC_ID.into()))
+        } else if self.is_http {
             Reader::Http(HttpReader::new())
         } else {
             Reader::Echo(EchoReader::new(Arc::clone(&self.request)))
@@ -185,6 +274,7 @@ impl Target {
 pub fn preflight(
     spec: &TargetSpec,
     request: Arc<[u8]>,
+    rpc: Option<Framing>,
     shown: &str,
     timeout: Duration,
 ) -> anyhow::Result<Target> {
@@ -206,6 +296,7 @@ pub fn preflight(
                     endpoint,
                     request: Arc::clone(&request),
                     is_http,
+                    rpc,
                     shown: shown.to_string(),
                 };
                 check_answer(stream, &target, timeout)?;
@@ -273,7 +364,8 @@ fn check_answer(stream: Blocking, target: &Target, timeout: Duration) -> anyhow:
     // An echo target gets a probe that ends like an HTTP request head: an HTTP server
     // answers it at once (a 400), where the run's plain message would leave it waiting for
     // the end of a head and the run would count nothing but silence.
-    let probe: Option<Arc<[u8]>> = (!target.is_http).then(|| ECHO_PROBE.into());
+    let probe: Option<Arc<[u8]>> =
+        (!target.is_http && target.rpc.is_none()).then(|| ECHO_PROBE.into());
     let first: &[u8] = probe.as_deref().unwrap_or(&target.request);
     if let Err(e) = w.write_all(first) {
         // A server that closes at once is the run's to count, not a setup error.
@@ -293,6 +385,10 @@ fn check_answer(stream: Blocking, target: &Target, timeout: Duration) -> anyhow:
             Ok(0) => {
                 return match reader.eof() {
                     Some(_) => Ok(()),
+                    None if got_any && target.rpc.is_some() => Err(anyhow::anyhow!(
+                        "{shown} closed the connection before answering the call{}",
+                        framing_hint(target, &answer)
+                    )),
                     None if got_any && !target.is_http => Err(anyhow::anyhow!(
                         "{shown} is not an echo server (it closed before echoing the message)"
                     )),
@@ -318,7 +414,22 @@ fn check_answer(stream: Blocking, target: &Target, timeout: Duration) -> anyhow:
         let mut off = 0;
         while off < n {
             match reader.feed(&buf[off..n]) {
+                Ok((_, Step::Done(done))) if done.status == RPC_ERROR => {
+                    // Every call would fail the same way: say why before the run.
+                    let from = answer.iter().position(|&b| b == b'{').unwrap_or(0);
+                    let text: String = String::from_utf8_lossy(&answer[from..])
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(160)
+                        .collect();
+                    anyhow::bail!("{shown} answers the call with an error: {text}")
+                }
                 Ok((_, Step::Done(_))) => return Ok(()),
+                Err(e) if target.rpc.is_some() => anyhow::bail!(
+                    "{shown} did not answer with JSON-RPC ({e}): {}{}",
+                    describe_answer(&answer),
+                    framing_hint(target, &answer)
+                ),
                 Ok((used, Step::More)) => off += used,
                 Err(e) if target.is_http => {
                     anyhow::bail!("{shown} did not answer with HTTP/1.x: {e}")
@@ -331,6 +442,14 @@ fn check_answer(stream: Blocking, target: &Target, timeout: Duration) -> anyhow:
         }
     }
     Ok(())
+}
+
+/// ", or not in FRAMING framing" when the answer looks like another framing or protocol.
+fn framing_hint(target: &Target, answer: &[u8]) -> String {
+    match target.rpc {
+        Some(f) if !answer.is_empty() => format!(" (is --framing {f} right?)"),
+        _ => String::new(),
+    }
 }
 
 /// The pre-flight message to an echo target: a line no HTTP server accepts as a request, and
@@ -419,6 +538,41 @@ mod tests {
         for (s, want) in cases {
             assert_eq!(&TargetSpec::parse(s).unwrap(), want, "{s}");
         }
+        let rpc = TargetSpec::parse("rpc://127.0.0.1:7070").unwrap();
+        assert_eq!(rpc.protocol, ProtocolSpec::Rpc);
+        assert_eq!(
+            rpc.addr,
+            Addr::Tcp {
+                host: "127.0.0.1".into(),
+                port: 7070
+            }
+        );
+        let rpc = TargetSpec::parse("rpc+unix:/tmp/r.sock").unwrap();
+        assert_eq!(rpc.protocol, ProtocolSpec::Rpc);
+        assert_eq!(rpc.addr, Addr::Unix("/tmp/r.sock".into()));
+    }
+
+    #[test]
+    fn rpc_requests_are_framed_with_params_verbatim() {
+        let r = build_rpc_request(
+            Framing::Lsp,
+            "rpc.echo",
+            Some("{\"n\":\n12345678901234567890123}"),
+        )
+        .unwrap();
+        let body = r#"{"jsonrpc":"2.0","method":"rpc.echo","params":{"n": 12345678901234567890123},"id":1}"#;
+        assert_eq!(
+            String::from_utf8(r).unwrap(),
+            format!("Content-Length: {}\r\n\r\n{body}", body.len())
+        );
+        let r = build_rpc_request(Framing::Ndjson, "t", None).unwrap();
+        assert_eq!(r, b"{\"jsonrpc\":\"2.0\",\"method\":\"t\",\"id\":1}\n");
+        for bad in ["3", "{", "\"s\""] {
+            assert!(
+                build_rpc_request(Framing::Ndjson, "t", Some(bad)).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -431,6 +585,8 @@ mod tests {
             "echo://nohost",
             "http://h:1/a b",
             "unix:",
+            "rpc://nohost",
+            "rpc+unix:",
         ] {
             assert!(TargetSpec::parse(s).is_err(), "{s}");
         }
@@ -438,13 +594,48 @@ mod tests {
 
     #[test]
     fn request_has_defaults_overrides_and_close() {
-        let r = build_http_request("/x", "h:1", &["Host: other".into()], true).unwrap();
+        let r =
+            build_http_request("GET", "/x", "h:1", &["Host: other".into()], true, None).unwrap();
         let r = String::from_utf8(r).unwrap();
         assert!(r.starts_with("GET /x HTTP/1.1\r\n"));
         assert!(r.contains("Host: other\r\n") && !r.contains("Host: h:1"));
         assert!(r.contains("Connection: close\r\n"));
         assert!(r.ends_with("\r\n\r\n"));
-        assert!(build_http_request("/", "h", &["nocolon".into()], false).is_err());
-        assert!(build_http_request("/", "h", &["A: b\r\nC: d".into()], false).is_err());
+        assert!(!r.contains("Content-Length"));
+        let bad = |m: &str, h: &[&str]| {
+            let h: Vec<String> = h.iter().map(|s| s.to_string()).collect();
+            build_http_request(m, "/", "h", &h, false, Some(b"x")).is_err()
+        };
+        assert!(bad("GET", &["nocolon"]));
+        assert!(bad("GET", &["A: b\r\nC: d"]));
+        assert!(bad("GET", &["content-length: 3"]));
+        assert!(bad("GET", &["Transfer-Encoding: chunked"]));
+        assert!(bad("", &[]));
+        assert!(bad("PO ST", &[]));
+        assert!(bad("head", &[]));
+        assert!(bad("CONNECT", &[]));
+        assert!(!bad("POST", &["Content-Type: application/json"]));
+    }
+
+    #[test]
+    fn request_with_a_body_carries_its_length_and_bytes() {
+        let body = b"{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"id\":1}";
+        let h = vec!["Content-Type: application/json".to_string()];
+        let r = build_http_request("POST", "/rpc", "h:1", &h, false, Some(body)).unwrap();
+        let want = format!(
+            "POST /rpc HTTP/1.1\r\nHost: h:1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+            body.len(),
+            std::str::from_utf8(body).unwrap()
+        );
+        assert_eq!(String::from_utf8(r).unwrap(), want);
+        // A bodiless POST says so; a DELETE without a body says nothing.
+        let r = build_http_request("POST", "/", "h", &[], false, None).unwrap();
+        assert!(
+            String::from_utf8(r)
+                .unwrap()
+                .ends_with("Content-Length: 0\r\n\r\n")
+        );
+        let r = build_http_request("DELETE", "/", "h", &[], false, None).unwrap();
+        assert_eq!(r, b"DELETE / HTTP/1.1\r\nHost: h\r\n\r\n");
     }
 }

@@ -35,6 +35,9 @@ pub enum Service {
     Echo,
     /// `plumb relay` in front of one echo server, benched with echo messages.
     Relay,
+    /// `plumb rpc serve`, benched with `rpc.echo` calls (the JSON-RPC anchor's params, or a
+    /// text of --size bytes; 256 KiB for the large scenario).
+    Rpc,
 }
 
 /// What load the servers get.
@@ -46,7 +49,7 @@ pub enum Scenario {
     Close,
     /// --idle idle keep-alive connections held open beside the measured load.
     Idle,
-    /// A 10 MiB file (http) or 256 KiB messages (echo, relay) on 8 connections.
+    /// A 10 MiB file (http) or 256 KiB messages (echo, relay, rpc params) on 8 connections.
     Large,
 }
 
@@ -64,7 +67,7 @@ impl Scenario {
 /// Options of `plumb compare`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  plumb compare --service echo\n  plumb compare --service http --scenario close --models fork,thread,pool --rounds 5\n  plumb compare --service echo --scenario idle --idle 1000 --server-cpus 0 --client-cpus 1 --out /tmp/cmp"
+    after_help = "Examples:\n  plumb compare --service echo\n  plumb compare --service http --scenario close --models fork,thread,pool --rounds 5\n  plumb compare --service echo --scenario idle --idle 1000 --server-cpus 0 --client-cpus 1 --out /tmp/cmp\n  plumb compare --service rpc --models thread,pool,event --rounds 1"
 )]
 pub struct Args {
     /// The service every model runs.
@@ -111,7 +114,8 @@ pub struct Args {
     /// Idle connections in the idle scenario.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub idle: usize,
-    /// Echo message size: 64, 4k, 1KiB, 1MiB (default 64; 256 KiB for the large scenario).
+    /// Echo message size: 64, 4k, 1KiB, 1MiB (default 64; 256 KiB for the large scenario);
+    /// for rpc, the size of the text in the params (default: the 100-byte params object).
     #[arg(long, value_name = "BYTES")]
     pub size: Option<String>,
     /// CPUs for the servers, e.g. 0 or 0-1 or 0,2.
@@ -179,6 +183,26 @@ impl Drop for DocRoot {
 }
 
 const LARGE_FILE: usize = 10 << 20;
+/// Largest params text of the rpc service: its answer repeats it, and both must fit the
+/// server's default 1 MiB frame.
+const MAX_RPC_TEXT: usize = 1000 << 10;
+/// The params of the rpc service's calls: the object the JSON-RPC anchor sends, byte for byte
+/// (`../shared/bench/anchors/rpc-anchor.sh`, which calls it 100 bytes; it is 90), so the
+/// figures compare.
+pub const RPC_PARAMS: &str =
+    r#"{"name":"plumb","text":"0123456789012345678901234567890123456789012345678901234567890123"}"#;
+
+/// The rpc service's params: [`RPC_PARAMS`], or a text of `size` bytes when a size was asked
+/// for (or the scenario is large).
+fn rpc_params(plan: &Plan) -> String {
+    if !plan.sized && plan.scenario != Scenario::Large {
+        return RPC_PARAMS.to_string();
+    }
+    let text: String = (0..plan.size)
+        .map(|i| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[i % 36]))
+        .collect();
+    format!(r#"{{"name":"plumb","text":"{text}"}}"#)
+}
 const LARGE_ECHO: usize = 256 << 10;
 
 /// Pins this thread (and so the children and threads it starts next) to `cpus`.
@@ -201,6 +225,8 @@ struct Plan {
     timeout: Duration,
     idle: usize,
     size: usize,
+    /// --size was given (the rpc service then sends a text of that size).
+    sized: bool,
     server_cpus: Option<Vec<usize>>,
     client_cpus: Option<Vec<usize>>,
     exe: PathBuf,
@@ -233,10 +259,16 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
         return Err(usage("--rounds must be at most 100"));
     }
     if args.size.is_some() && args.service == Service::Http {
-        return Err(usage("--size applies to the echo and relay services"));
+        return Err(usage("--size applies to the echo, relay and rpc services"));
     }
+    // The rpc server refuses frames past its --max-frame (1 MiB by default).
+    let max_size = if args.service == Service::Rpc {
+        MAX_RPC_TEXT
+    } else {
+        bench::MAX_ECHO_SIZE
+    };
     let size = match &args.size {
-        Some(s) => bench::parse_size("--size", s, bench::MAX_ECHO_SIZE).map_err(usage)?,
+        Some(s) => bench::parse_size("--size", s, max_size).map_err(usage)?,
         None if args.scenario == Scenario::Large => LARGE_ECHO,
         None => bench::DEFAULT_ECHO_SIZE,
     };
@@ -268,6 +300,7 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
         timeout,
         idle: args.idle,
         size,
+        sized: args.size.is_some(),
         server_cpus: cpus(&args.server_cpus)?,
         client_cpus: cpus(&args.client_cpus)?,
         exe: match &args.server_exe {
@@ -335,7 +368,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
                     model.name(),
                     run.report.requests_per_sec,
                     bench::report::shown_us(run.report.latency_us.p99),
-                    run.report.errors.failures() + run.report.errors.status,
+                    run.report.errors.total(),
                 );
             }
             runs.push(run);
@@ -352,6 +385,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         Service::Http => "http",
         Service::Echo => "echo",
         Service::Relay => "relay",
+        Service::Rpc => "rpc",
     };
     let title = format!(
         "plumb compare: {service}, {} scenario, {} connections{}, {} x {:.1} s per model",
@@ -375,7 +409,11 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         "warmup_s": plan.warmup.as_secs_f64(),
         "rounds": plan.rounds,
         "idle": if plan.scenario == Scenario::Idle { plan.idle } else { 0 },
-        "message_size": if plan.service == Service::Http { None } else { Some(plan.size) },
+        "message_size": match plan.service {
+            Service::Http => None,
+            Service::Rpc => Some(rpc_params(&plan).len()),
+            Service::Echo | Service::Relay => Some(plan.size),
+        },
         "server_cpus": plan.server_cpus,
         "client_cpus": plan.client_cpus,
         "summary": summary,
@@ -436,6 +474,7 @@ fn server_args(
             docroot.map(|d| d.display().to_string()).unwrap_or_default(),
         ],
         Service::Echo => vec!["echo".into()],
+        Service::Rpc => vec!["rpc".into(), "serve".into()],
         Service::Relay => vec![
             "relay".into(),
             "--to".into(),
@@ -463,8 +502,10 @@ fn bench_one(
             format!("http://{}/large.bin", srv.addr)
         }
         Service::Http => format!("http://{}/index.html", srv.addr),
-        _ => format!("echo://{}", srv.addr),
+        Service::Rpc => format!("rpc://{}", srv.addr),
+        Service::Echo | Service::Relay => format!("echo://{}", srv.addr),
     };
+    let is_rpc = plan.service == Service::Rpc;
     let args = bench::Args {
         target,
         connections: plan.connections,
@@ -477,9 +518,13 @@ fn bench_one(
         headers: Vec::new(),
         rate: None,
         timeout: format!("{}", plan.timeout.as_secs_f64()),
-        size: (plan.service != Service::Http).then(|| plan.size.to_string()),
+        size: matches!(plan.service, Service::Echo | Service::Relay).then(|| plan.size.to_string()),
         json: true,
         fail_on_errors: false,
+        method: None,
+        body: None,
+        params: is_rpc.then(|| rpc_params(plan)),
+        framing: None,
     };
     let mut cfg = bench::configure(&args)
         .map_err(|e| anyhow::anyhow!("model {}: {e}{}", model.name(), srv.last_words()))?;
@@ -500,6 +545,7 @@ fn bench_one(
         let hello: &[u8] = match plan.service {
             Service::Http => b"GET /index.html HTTP/1.1\r\nHost: plumb-compare\r\n\r\n",
             Service::Echo | Service::Relay => b"x",
+            Service::Rpc => b"{\"jsonrpc\":\"2.0\",\"method\":\"rpc.echo\",\"id\":1}\n",
         };
         open_idle(&srv.addr, plan.idle, hello)
     } else {

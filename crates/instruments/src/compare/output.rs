@@ -84,10 +84,7 @@ pub fn summarize(models: &[String], runs: &[Run]) -> Vec<ModelSummary> {
                 bytes_per_sec: med(&|r| r.report.bytes_per_sec),
                 p50_us: measured(&|r| r.report.latency_us.p50),
                 p99_us: measured(&|r| r.report.latency_us.p99),
-                errors: mine
-                    .iter()
-                    .map(|r| r.report.errors.failures() + r.report.errors.status)
-                    .sum(),
+                errors: mine.iter().map(|r| r.report.errors.total()).sum(),
                 starved: med(&|r| r.report.starved as f64) as u64,
                 connections: mine.first().map_or(0, |r| r.report.shape.connections),
                 server_cpu_pct: med(&|r| r.server_cpu_pct),
@@ -158,7 +155,7 @@ pub fn csv(runs: &[Run]) -> String {
     let mut s = String::from(
         "round,model,requests,duration_s,requests_per_sec,bytes_per_sec,p50_us,p90_us,p99_us,p999_us,max_us,\
          err_connect,err_read,err_write,err_timeout,err_bad_response,err_closed,err_status,\
-         starved,server_cpu_pct,peak_rss_kib,idle_connections\n",
+         starved,server_cpu_pct,peak_rss_kib,idle_connections,err_rpc\n",
     );
     for r in runs {
         let p = &r.report;
@@ -166,7 +163,7 @@ pub fn csv(runs: &[Run]) -> String {
         let e = &p.errors;
         let _ = writeln!(
             s,
-            "{},{},{},{:.4},{:.1},{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{},{}",
+            "{},{},{},{:.4},{:.1},{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{},{},{}",
             r.round,
             r.model,
             p.requests,
@@ -189,6 +186,7 @@ pub fn csv(runs: &[Run]) -> String {
             r.server_cpu_pct,
             r.peak_rss_kib,
             r.idle_connections,
+            e.rpc_error,
         );
     }
     s
