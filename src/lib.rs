@@ -12,6 +12,7 @@
 
 pub mod connect;
 pub mod drive;
+pub mod exec;
 pub mod models;
 pub mod net;
 pub mod report;

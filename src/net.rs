@@ -492,6 +492,17 @@ fn annotate(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {}", words(&e)))
 }
 
+/// The two ends of an accepted connection, for a program that is told who it talks to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Our address (TCP).
+    pub local: Option<SocketAddr>,
+    /// The client's address (TCP).
+    pub remote: Option<SocketAddr>,
+    /// The client process's (pid, uid, gid) (UNIX).
+    pub cred: Option<(u32, u32, u32)>,
+}
+
 /// A connected stream socket, TCP or UNIX.
 #[derive(Debug)]
 pub enum Stream {
@@ -566,6 +577,24 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_write_timeout(t),
             Stream::Unix(s) => s.set_write_timeout(t),
+        }
+    }
+
+    /// Who is at each end of the connection: the addresses of a TCP connection, the peer
+    /// process of a UNIX one (`SO_PEERCRED`). A few system calls: asked only by a service
+    /// that needs them (`plumb exec`'s environment).
+    pub fn peer_info(&self) -> PeerInfo {
+        match self {
+            Stream::Tcp(s) => PeerInfo {
+                local: s.local_addr().ok(),
+                remote: s.peer_addr().ok(),
+                cred: None,
+            },
+            Stream::Unix(s) => PeerInfo {
+                local: None,
+                remote: None,
+                cred: plumb_sys::peer_cred(s.as_raw_fd()).ok(),
+            },
         }
     }
 

@@ -86,7 +86,7 @@ fn default_max_connections(model: Model, service: &dyn Service) -> usize {
     } else {
         0
     };
-    let per_connection = if service.upstream().is_some() { 2 } else { 1 };
+    let per_connection = service.descriptors_per_connection().max(1);
     let budget = (limit.saturating_sub(RESERVED_FDS + cache) / per_connection).max(16);
     let budget = usize::try_from(budget).unwrap_or(usize::MAX);
     match model {

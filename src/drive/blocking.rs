@@ -84,7 +84,7 @@ pub fn open(client: Stream, peer: String, ctx: &Context<'_>) -> Option<Connectio
     }
     let _ = client.set_nodelay();
     let now = Instant::now();
-    let session = ctx.service.session(&peer, now);
+    let session = ctx.service.session_on(&client, &peer, now);
     let mut c = Connection::new(session, client, peer, now);
     c.assume_readable();
     Some(c)

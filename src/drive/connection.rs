@@ -433,6 +433,9 @@ impl Connection {
             while let Some(line) = self.session.take_log() {
                 turn.records.push(Record::Access(line));
             }
+            while let Some(line) = self.session.take_stderr() {
+                turn.records.push(Record::Stderr(line));
+            }
             if budget == 0 {
                 return Ok(Flow::Yield);
             }
@@ -576,6 +579,13 @@ impl Connection {
                 Ok(Step::Blocked)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Step::Again),
+            // The child closed its stdin (or exited): that ends one direction, not the
+            // connection; its output may still be on the way to the client.
+            Err(e) if p == Peer::Child(Stdio::Stdin) && e.kind() == io::ErrorKind::BrokenPipe => {
+                self.sides.set(p, None);
+                self.session.eof(p, now);
+                Ok(Step::Again)
+            }
             Err(e) => Err(e),
         }
     }
@@ -798,12 +808,16 @@ impl Connection {
         while let Some(line) = self.session.take_log() {
             records.push(Record::Access(line));
         }
+        while let Some(line) = self.session.take_stderr() {
+            records.push(Record::Stderr(line));
+        }
         records.push(Record::Connection {
             peer: std::mem::take(&mut self.peer),
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
             duration_us: now.saturating_duration_since(self.started).as_micros() as u64,
             by,
+            exit: self.exit,
         });
     }
 }

@@ -4,12 +4,14 @@
 //!
 //! - [`session`]: the contract between a core and a driver ([`Session`], [`Action`], [`Peer`]);
 //! - [`echo`]: the echo service;
+//! - [`exec`]: a program per connection on pipes (`plumb exec`, `relay --to exec:`);
 //! - [`relay`]: a two-way byte relay with half-close and backpressure (the proxy);
 //! - [`http`]: the HTTP/1.1 static-file server, and the client-side response decoder;
 //! - [`spare`]: per-thread spare output buffers.
 #![forbid(unsafe_code)]
 
 pub mod echo;
+pub mod exec;
 pub mod http;
 pub mod relay;
 pub mod session;
