@@ -142,7 +142,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use plumb_proto::session::{Action, Exit, OutBuf, Peer, Session, SpawnRequest, Stdio};
+    use plumb_proto::session::{Action, ChildId, Exit, OutBuf, Peer, Session, SpawnRequest, Stdio};
 
     use crate::models::{self, Model};
     use crate::net::{Addr, BindOptions, Listener};
@@ -151,6 +151,8 @@ mod tests {
     use crate::shutdown::Shutdown;
 
     const WINDOW: usize = 64 * 1024;
+    /// A slot other than 0, so the test sees the session's choice carried through.
+    const CAT: ChildId = ChildId(7);
 
     #[derive(Default)]
     struct Cat {
@@ -170,7 +172,7 @@ mod tests {
         fn feed(&mut self, peer: Peer, input: &[u8], _now: Instant) -> usize {
             let buf = match peer {
                 Peer::Client => &mut self.to_child,
-                Peer::Child(Stdio::Stdout) => &mut self.to_client,
+                Peer::Child(CAT, Stdio::Stdout) => &mut self.to_client,
                 _ => return input.len(), // stderr: not part of the stream
             };
             let take = input.len().min(WINDOW.saturating_sub(buf.len()));
@@ -180,7 +182,7 @@ mod tests {
         fn eof(&mut self, peer: Peer, _now: Instant) {
             match peer {
                 Peer::Client => self.client_eof = true,
-                Peer::Child(Stdio::Stdout) => self.stdout_eof = true,
+                Peer::Child(CAT, Stdio::Stdout) => self.stdout_eof = true,
                 _ => {}
             }
         }
@@ -189,15 +191,17 @@ mod tests {
                 Peer::Client => {
                     self.spawned == Some(true) && !self.client_eof && self.to_child.len() < WINDOW
                 }
-                Peer::Child(Stdio::Stdout) => !self.stdout_eof && self.to_client.len() < WINDOW,
-                Peer::Child(Stdio::Stderr) => true,
+                Peer::Child(CAT, Stdio::Stdout) => {
+                    !self.stdout_eof && self.to_client.len() < WINDOW
+                }
+                Peer::Child(CAT, Stdio::Stderr) => true,
                 _ => false,
             }
         }
         fn next_action(&mut self) -> Action<'_> {
             if !self.asked {
                 self.asked = true;
-                return Action::Spawn(&self.req);
+                return Action::Spawn(CAT, &self.req);
             }
             match self.spawned {
                 None => return Action::Wait,
@@ -215,11 +219,11 @@ mod tests {
                 return Action::Write(Peer::Client, self.to_client.pending());
             }
             if !self.to_child.is_empty() {
-                return Action::Write(Peer::Child(Stdio::Stdin), self.to_child.pending());
+                return Action::Write(Peer::Child(CAT, Stdio::Stdin), self.to_child.pending());
             }
             if self.client_eof && !self.stdin_closed {
                 self.stdin_closed = true;
-                return Action::Shutdown(Peer::Child(Stdio::Stdin));
+                return Action::Shutdown(Peer::Child(CAT, Stdio::Stdin));
             }
             if self.trailer {
                 return Action::Close;
@@ -232,10 +236,12 @@ mod tests {
                 _ => self.to_child.consume(n),
             }
         }
-        fn spawned(&mut self, ok: bool, _now: Instant) {
-            self.spawned = Some(ok);
+        fn spawned(&mut self, child: ChildId, pid: Option<u32>, _now: Instant) {
+            assert_eq!(child, CAT);
+            self.spawned = Some(pid.is_some());
         }
-        fn exited(&mut self, how: Exit, _now: Instant) {
+        fn exited(&mut self, child: ChildId, how: Exit, _now: Instant) {
+            assert_eq!(child, CAT);
             self.exit = Some(how);
         }
     }
@@ -257,35 +263,59 @@ mod tests {
         }
     }
 
-    fn stream_through_cat(model: Model) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cat.sock");
-        let addr = Addr::parse(&format!("unix:{}", path.display()), None).unwrap();
-        let listener = Listener::bind(&addr, BindOptions::default()).unwrap();
-        let shutdown = Shutdown::install(Duration::from_secs(5)).unwrap();
-        let server = Arc::new(models::Server {
-            listeners: vec![listener],
-            service: Arc::new(CatService),
-            options: models::Options {
-                workers: 1,
-                threads: 2,
-                queue: 4,
-                max_connections: 16,
-                write_timeout: Duration::from_secs(30),
-            },
-            shutdown: shutdown.clone(),
-            logs: LogConfig {
-                connections: None,
-                access: None,
-                quiet: true,
-                requests: false,
-            },
-        });
-        let running = Arc::clone(&server);
-        let serving = std::thread::spawn(move || models::run(model, &running));
+    /// A server for `service` on a temporary UNIX socket under `model`, and its stop.
+    struct Running {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        shutdown: Shutdown,
+        serving: std::thread::JoinHandle<std::io::Result<crate::report::Summary>>,
+    }
 
+    impl Running {
+        fn start(model: Model, service: Arc<dyn Service>) -> Running {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("child.sock");
+            let addr = Addr::parse(&format!("unix:{}", path.display()), None).unwrap();
+            let listener = Listener::bind(&addr, BindOptions::default()).unwrap();
+            let shutdown = Shutdown::install(Duration::from_secs(5)).unwrap();
+            let server = Arc::new(models::Server {
+                listeners: vec![listener],
+                service,
+                options: models::Options {
+                    workers: 1,
+                    threads: 2,
+                    queue: 4,
+                    max_connections: 16,
+                    write_timeout: Duration::from_secs(30),
+                },
+                shutdown: shutdown.clone(),
+                logs: LogConfig {
+                    connections: None,
+                    access: None,
+                    quiet: true,
+                    requests: false,
+                },
+            });
+            let serving = std::thread::spawn(move || models::run(model, &server));
+            Running {
+                _dir: dir,
+                path,
+                shutdown,
+                serving,
+            }
+        }
+
+        fn stop(self) {
+            self.shutdown.begin_drain();
+            self.serving.join().unwrap().unwrap();
+        }
+    }
+
+    fn stream_through_cat(model: Model) {
+        let server = Running::start(model, Arc::new(CatService));
+        let path = &server.path;
         let data: Vec<u8> = (0..10u32 << 20).map(|i| (i * 7 + i / 4099) as u8).collect();
-        let mut client = UnixStream::connect(&path).unwrap();
+        let mut client = UnixStream::connect(path).unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
@@ -305,9 +335,138 @@ mod tests {
             "{model}: the bytes came back intact"
         );
         assert_eq!(&got[data.len()..], trailer, "{model}: cat exited 0");
+        server.stop();
+    }
 
-        shutdown.begin_drain();
-        serving.join().unwrap().unwrap();
+    /// Three children at once in one session, output relayed as it comes: slot 0 waits for a
+    /// line on its stdin, which it gets only after slots 1 and 2 have finished and slot 1 has
+    /// been used again for a fourth child. So the order on the wire proves that the children
+    /// ran side by side and that a slot is free once its child is reaped and read to EOF.
+    #[derive(Default)]
+    struct Many {
+        /// What each spawn runs: slots 0, 1 and 2, then slot 1 again.
+        reqs: Vec<SpawnRequest>,
+        next: u8,
+        to_client: OutBuf,
+        exits: [Option<Exit>; 3],
+        /// Output pipes (stdout, stderr) at EOF, per slot.
+        eofs: [u8; 3],
+        reused: bool,
+        released: bool,
+    }
+
+    impl Many {
+        fn done(&self, slot: usize) -> bool {
+            self.exits[slot].is_some() && self.eofs[slot] == 2
+        }
+    }
+
+    fn sh(script: &str) -> SpawnRequest {
+        SpawnRequest {
+            program: "sh".into(),
+            args: vec!["-c".into(), script.into()],
+            ..SpawnRequest::default()
+        }
+    }
+
+    impl Session for Many {
+        fn feed(&mut self, peer: Peer, input: &[u8], _now: Instant) -> usize {
+            if let Peer::Child(_, Stdio::Stdout) = peer {
+                self.to_client.extend(input);
+            }
+            input.len()
+        }
+        fn eof(&mut self, peer: Peer, _now: Instant) {
+            if let Peer::Child(id, Stdio::Stdout | Stdio::Stderr) = peer {
+                self.eofs[usize::from(id.0)] += 1;
+            }
+        }
+        fn wants_read(&self, peer: Peer) -> bool {
+            matches!(peer, Peer::Child(..))
+        }
+        fn next_action(&mut self) -> Action<'_> {
+            if self.next < 3 {
+                let id = ChildId(self.next);
+                self.next += 1;
+                return Action::Spawn(id, &self.reqs[usize::from(id.0)]);
+            }
+            if !self.to_client.is_empty() {
+                return Action::Write(Peer::Client, self.to_client.pending());
+            }
+            if !self.reused && self.done(1) && self.done(2) {
+                self.reused = true;
+                self.exits[1] = None;
+                self.eofs[1] = 0;
+                return Action::Spawn(ChildId(1), &self.reqs[3]);
+            }
+            if self.reused && !self.released && self.done(1) {
+                self.released = true;
+                return Action::Write(Peer::Child(ChildId(0), Stdio::Stdin), b"go\n");
+            }
+            if self.done(0) && self.done(1) && self.done(2) {
+                return Action::Close;
+            }
+            Action::Wait
+        }
+        fn written(&mut self, peer: Peer, n: usize, _now: Instant) {
+            if peer == Peer::Client {
+                self.to_client.consume(n);
+            } else {
+                assert_eq!(n, 3, "the whole line went into the pipe");
+            }
+        }
+        fn spawned(&mut self, child: ChildId, pid: Option<u32>, _now: Instant) {
+            assert!(pid.is_some(), "slot {} started", child.0);
+        }
+        fn exited(&mut self, child: ChildId, how: Exit, _now: Instant) {
+            self.exits[usize::from(child.0)] = Some(how);
+        }
+    }
+
+    struct ManyService;
+
+    impl Service for ManyService {
+        fn name(&self) -> &'static str {
+            "many"
+        }
+        fn session(&self, _peer: &str, _now: Instant) -> Box<dyn Session + Send> {
+            Box::new(Many {
+                reqs: vec![
+                    sh("read word; echo slow-$word"),
+                    sh("echo one"),
+                    sh("echo two"),
+                    sh("echo again"),
+                ],
+                ..Many::default()
+            })
+        }
+    }
+
+    fn children_side_by_side(model: Model) {
+        let server = Running::start(model, Arc::new(ManyService));
+        let mut client = UnixStream::connect(&server.path).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut got = String::new();
+        client.read_to_string(&mut got).unwrap();
+        let lines: Vec<&str> = got.lines().collect();
+        assert_eq!(lines.len(), 4, "{model}: {got:?}");
+        let mut first: Vec<&str> = lines[..2].to_vec();
+        first.sort_unstable();
+        assert_eq!(first, ["one", "two"], "{model}: the fast children first");
+        assert_eq!(&lines[2..], ["again", "slow-go"], "{model}: {got:?}");
+        server.stop();
+    }
+
+    #[test]
+    fn children_side_by_side_under_the_blocking_waiter() {
+        children_side_by_side(Model::Thread);
+    }
+
+    #[test]
+    fn children_side_by_side_under_the_event_loop() {
+        children_side_by_side(Model::Event);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The one connection machine: a session, the descriptors it named (the client, an upstream
-//! connection, a child's three pipes and its exit descriptor), the input the session has not
+//! connection, each child's three pipes and its exit descriptor), the input the session has not
 //! consumed yet, and what is known about each descriptor's readiness. [`Connection::pump`]
 //! performs the session's actions until one would block; every model runs it, and the two
 //! waiters ([`super::blocking`] with `poll(2)`, the event loop with epoll) differ only in how
@@ -15,7 +15,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use plumb_proto::session::{Action, Peer, Session, Stdio};
+use plumb_proto::session::{Action, ChildId, Exit, Peer, Session, SpawnRequest, Stdio};
 
 use super::MAX_PENDING_INPUT;
 use super::child::Child;
@@ -28,38 +28,44 @@ use crate::services::Service;
 /// Reads and writes one connection may do per turn before its waiter serves the others.
 const IO_BUDGET: u32 = 64;
 
-/// What a descriptor of a connection is for: one of the session's peers, or the child's exit.
+/// What a descriptor of a connection is for: one of the session's peers, or a child's exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Peer(Peer),
     /// The child's `pidfd`: readable once it has exited.
-    ChildExit,
+    ChildExit(ChildId),
 }
 
 impl Source {
-    /// Every source, in a fixed order (their [`Source::index`]).
-    pub const ALL: [Source; 6] = [
-        Source::Peer(Peer::Client),
-        Source::Peer(Peer::Upstream),
-        Source::Peer(Peer::Child(Stdio::Stdin)),
-        Source::Peer(Peer::Child(Stdio::Stdout)),
-        Source::Peer(Peer::Child(Stdio::Stderr)),
-        Source::ChildExit,
-    ];
     /// The accepted connection.
     pub const CLIENT: Source = Source::Peer(Peer::Client);
-    /// How many sources there are (a waiter packs the index into its tokens).
-    pub const COUNT: usize = 6;
+    /// How many sources there are: the client, the upstream, and four per child slot (its
+    /// three pipes and its exit). A waiter packs the index into its tokens.
+    pub const COUNT: usize = 2 + 4 * 256;
 
+    /// A dense index below [`Source::COUNT`].
     pub fn index(self) -> usize {
         match self {
-            Source::Peer(p) => p.index(),
-            Source::ChildExit => 5,
+            Source::Peer(Peer::Client) => 0,
+            Source::Peer(Peer::Upstream) => 1,
+            Source::Peer(Peer::Child(id, s)) => 2 + 4 * usize::from(id.0) + s.index(),
+            Source::ChildExit(id) => 2 + 4 * usize::from(id.0) + 3,
         }
     }
 
     pub fn from_index(i: usize) -> Option<Source> {
-        Source::ALL.get(i).copied()
+        match i {
+            0 => Some(Source::CLIENT),
+            1 => Some(Source::Peer(Peer::Upstream)),
+            _ if i < Source::COUNT => {
+                let id = ChildId(u8::try_from((i - 2) / 4).ok()?);
+                Some(match Stdio::ALL.get((i - 2) % 4) {
+                    Some(&s) => Source::Peer(Peer::Child(id, s)),
+                    None => Source::ChildExit(id),
+                })
+            }
+            _ => None,
+        }
     }
 }
 
@@ -136,21 +142,47 @@ impl Endpoint {
     }
 }
 
-/// A connection's descriptors by peer. A child's three pipes sit behind one box, so the
-/// common connection (a client, maybe an upstream) carries no room for them.
+/// A connection's descriptors by peer. Children live in a vector that holds no allocation
+/// while empty, so the common connection (a client, maybe an upstream) carries no room for
+/// them.
 #[derive(Debug)]
 struct Sides {
     client: Option<Side>,
     upstream: Option<Side>,
-    child: Option<Box<[Option<Side>; 3]>>,
+    children: Vec<Kid>,
+}
+
+/// One child of a session: the process until it is reaped, and its pipes until each is
+/// closed. The slot is free once both are gone.
+#[derive(Debug)]
+struct Kid {
+    id: ChildId,
+    process: Option<Child>,
+    pipes: [Option<Side>; 3],
+}
+
+impl Kid {
+    /// Reaped, and its output read to EOF: its stdin (if the session never closed it) has no
+    /// reader worth writing to, and the slot is free.
+    fn done(&self) -> bool {
+        self.process.is_none() && self.pipes[1].is_none() && self.pipes[2].is_none()
+    }
 }
 
 impl Sides {
+    fn kid(&self, id: ChildId) -> Option<&Kid> {
+        self.children.iter().find(|k| k.id == id)
+    }
+
+    fn kid_mut(&mut self, id: ChildId) -> Option<&mut Kid> {
+        self.children.iter_mut().find(|k| k.id == id)
+    }
+
     fn get(&self, p: Peer) -> Option<&Side> {
         match p {
             Peer::Client => self.client.as_ref(),
             Peer::Upstream => self.upstream.as_ref(),
-            Peer::Child(_) => self.child.as_ref()?[p.index() - 2].as_ref(),
+            Peer::Child(id, s) => self.kid(id)?.pipes[s.index()].as_ref(),
         }
     }
 
@@ -158,21 +190,41 @@ impl Sides {
         match p {
             Peer::Client => self.client.as_mut(),
             Peer::Upstream => self.upstream.as_mut(),
-            Peer::Child(_) => self.child.as_mut()?[p.index() - 2].as_mut(),
+            Peer::Child(id, s) => self.kid_mut(id)?.pipes[s.index()].as_mut(),
         }
     }
 
+    /// Replaces the client's or the upstream's descriptor, or closes a child's pipe.
     fn set(&mut self, p: Peer, side: Option<Side>) {
         match p {
             Peer::Client => self.client = side,
             Peer::Upstream => self.upstream = side,
-            Peer::Child(_) => {
-                let pipes = self.child.get_or_insert_with(Default::default);
-                pipes[p.index() - 2] = side;
-                if pipes.iter().all(Option::is_none) {
-                    self.child = None;
+            Peer::Child(id, s) => {
+                if let Some(k) = self.kid_mut(id) {
+                    k.pipes[s.index()] = side;
                 }
+                self.prune();
             }
+        }
+    }
+
+    /// Forgets children whose process is reaped and whose pipes are closed.
+    fn prune(&mut self) {
+        self.children.retain(|k| !k.done());
+    }
+
+    /// How many peers [`Sides::peer_at`] can name right now.
+    fn peer_count(&self) -> usize {
+        2 + 3 * self.children.len()
+    }
+
+    /// The `i`-th peer slot: the client, the upstream, then each child's three pipes (some
+    /// of which may be closed).
+    fn peer_at(&self, i: usize) -> Peer {
+        match i {
+            0 => Peer::Client,
+            1 => Peer::Upstream,
+            _ => Peer::Child(self.children[(i - 2) / 3].id, Stdio::ALL[(i - 2) % 3]),
         }
     }
 }
@@ -226,7 +278,6 @@ pub struct Connection {
     session: Box<dyn Session + Send>,
     /// `None` for a peer that does not exist (yet, or any more).
     sides: Sides,
-    child: Option<Box<Child>>,
     connecting: Option<Box<Connecting>>,
     /// The client's address as the records show it ("unix" for a UNIX socket).
     peer: String,
@@ -239,8 +290,14 @@ pub struct Connection {
     drained: bool,
     /// Descriptors opened since the waiter last asked (the event loop registers them).
     opened: Vec<Source>,
-    /// The child's exit, for the record.
-    exit: Option<plumb_proto::session::Exit>,
+    /// The last child's exit, for the record.
+    exit: Option<Exit>,
+}
+
+/// Whether to read from `p` now: what the session wants, except that a child's stdin is the
+/// write end of a pipe, which is never read.
+fn wants_read(session: &(dyn Session + Send), p: Peer) -> bool {
+    !matches!(p, Peer::Child(_, Stdio::Stdin)) && session.wants_read(p)
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -260,9 +317,8 @@ impl Connection {
             sides: Sides {
                 client: Some(Side::new(Endpoint::Stream(client))),
                 upstream: None,
-                child: None,
+                children: Vec::new(),
             },
-            child: None,
             connecting: None,
             peer,
             started: now,
@@ -289,7 +345,7 @@ impl Connection {
     pub fn fd(&self, source: Source) -> Option<RawFd> {
         match source {
             Source::Peer(p) => self.sides.get(p).map(|s| s.surface.raw_fd()),
-            Source::ChildExit => self.child.as_ref().map(|c| c.exit_fd()),
+            Source::ChildExit(id) => self.sides.kid(id)?.process.as_ref().map(Child::exit_fd),
         }
     }
 
@@ -301,17 +357,18 @@ impl Connection {
 
     /// What to watch, for a waiter that asks anew each time (`poll`): reads the session
     /// wants on descriptors not known to be readable, writes that are blocked, the connect in
-    /// progress and the child's exit.
+    /// progress and the children's exits.
     pub fn interest(&self) -> Vec<Interest> {
         let mut out = Vec::with_capacity(2);
-        for p in Peer::ALL {
+        for i in 0..self.sides.peer_count() {
+            let p = self.sides.peer_at(i);
             let Some(side) = self.sides.get(p) else {
                 continue;
             };
             let connecting = p == Peer::Upstream && self.connecting.is_some();
             let read = !connecting
                 && !side.readable
-                && self.session.wants_read(p)
+                && self.wants_read(p)
                 && side.pending.len() < MAX_PENDING_INPUT;
             let write = connecting || !side.writable;
             if read || write {
@@ -323,13 +380,15 @@ impl Connection {
                 });
             }
         }
-        if let Some(c) = &self.child {
-            out.push(Interest {
-                source: Source::ChildExit,
-                fd: c.exit_fd(),
-                read: true,
-                write: false,
-            });
+        for k in &self.sides.children {
+            if let Some(c) = &k.process {
+                out.push(Interest {
+                    source: Source::ChildExit(k.id),
+                    fd: c.exit_fd(),
+                    read: true,
+                    write: false,
+                });
+            }
         }
         out
     }
@@ -350,7 +409,7 @@ impl Connection {
     /// A waiter learned that `source` is ready.
     pub fn ready(&mut self, source: Source, r: Readiness, turn: &mut Turn<'_>) {
         match source {
-            Source::ChildExit => self.reap(turn.now),
+            Source::ChildExit(id) => self.reap(id, turn.now),
             Source::Peer(p) => {
                 let Some(side) = self.sides.get_mut(p) else {
                     return; // a stale event for a descriptor already closed
@@ -421,6 +480,10 @@ impl Connection {
         }
     }
 
+    fn wants_read(&self, p: Peer) -> bool {
+        wants_read(&*self.session, p)
+    }
+
     fn side(&mut self, p: Peer) -> io::Result<&mut Side> {
         self.sides
             .get_mut(p)
@@ -443,16 +506,30 @@ impl Connection {
             let now = turn.now;
             let stop = match self.session.next_action() {
                 Action::Write(p, buf) => {
-                    let side = self
-                        .sides
-                        .get_mut(p)
-                        .ok_or_else(|| io::Error::other(format!("no {p:?} to write to")))?;
+                    let Some(side) = self.sides.get_mut(p) else {
+                        if matches!(p, Peer::Child(..)) {
+                            // Its pipe is closed already: nobody reads it any more.
+                            self.session.eof(p, now);
+                            continue;
+                        }
+                        return Err(io::Error::other(format!("no {p:?} to write to")));
+                    };
                     if !side.writable {
                         Stop::WriteBlocked
                     } else {
                         budget -= 1;
                         let (sent, nonempty) =
                             (side.surface.surface().try_write(buf, last), !buf.is_empty());
+                        if let (Peer::Child(..), Err(e)) = (p, &sent)
+                            && !would_block(e)
+                            && e.kind() != io::ErrorKind::Interrupted
+                        {
+                            // EPIPE: the child (and everything holding its stdin) is gone or
+                            // closed it. That ends this pipe, not the connection.
+                            self.sides.set(p, None);
+                            self.session.eof(p, now);
+                            continue;
+                        }
                         match self.wrote(p, sent, nonempty, None, now)? {
                             Step::Again => continue,
                             Step::Yield => return Ok(Flow::Yield),
@@ -505,19 +582,19 @@ impl Connection {
                     self.start_connect(turn);
                     continue;
                 }
-                Action::Spawn(req) => {
+                Action::Spawn(id, req) => {
                     let req = req.clone();
-                    self.spawn(&req, turn);
+                    self.spawn(id, &req, turn);
                     continue;
                 }
-                Action::Kill(signal) => {
-                    if let Some(c) = &self.child {
+                Action::Kill(id, signal) => {
+                    if let Some(c) = self.sides.kid(id).and_then(|k| k.process.as_ref()) {
                         c.kill_group(signal);
                     }
                     continue;
                 }
                 Action::Shutdown(p) => {
-                    if matches!(p, Peer::Child(_)) {
+                    if matches!(p, Peer::Child(..)) {
                         // A pipe has one direction: closing it is the shutdown.
                         self.sides.set(p, None);
                     } else {
@@ -593,11 +670,12 @@ impl Connection {
     /// Offers held input again (the session may have room now). True if it took some.
     fn refeed(&mut self, now: Instant) -> bool {
         let mut progress = false;
-        for p in Peer::ALL {
+        for i in 0..self.sides.peer_count() {
+            let p = self.sides.peer_at(i);
             let Some(side) = self.sides.get_mut(p) else {
                 continue;
             };
-            if side.pending.is_empty() || !self.session.wants_read(p) {
+            if side.pending.is_empty() || !wants_read(&*self.session, p) {
                 continue;
             }
             let used = self
@@ -619,11 +697,12 @@ impl Connection {
         budget: &mut u32,
     ) -> io::Result<bool> {
         let now = turn.now;
-        for p in Peer::ALL {
+        for i in 0..self.sides.peer_count() {
+            let p = self.sides.peer_at(i);
             let Some(side) = self.sides.get_mut(p) else {
                 continue;
             };
-            if !side.readable || !self.session.wants_read(p) {
+            if !side.readable || !wants_read(&*self.session, p) {
                 continue;
             }
             // While a write is blocked, hold at most one read's worth per peer.
@@ -647,6 +726,11 @@ impl Connection {
             if n == 0 {
                 side.readable = false;
                 self.session.eof(p, now);
+                if matches!(p, Peer::Child(..)) {
+                    // A pipe at EOF has nothing more to give; closing it frees the slot
+                    // once the child is reaped too.
+                    self.sides.set(p, None);
+                }
                 return Ok(true);
             }
             if p == Peer::Client {
@@ -750,28 +834,35 @@ impl Connection {
         self.session.connected(false, turn.now);
     }
 
-    fn spawn(&mut self, req: &plumb_proto::session::SpawnRequest, turn: &mut Turn<'_>) {
-        if self.child.is_some() {
-            // One child per session: the contract names one set of child peers.
-            self.session.spawned(false, turn.now);
+    fn spawn(&mut self, id: ChildId, req: &SpawnRequest, turn: &mut Turn<'_>) {
+        if self.sides.kid(id).is_some() {
+            turn.records.push(Record::Error(format!(
+                "{}: child slot {} is still in use",
+                turn.service.name(),
+                id.0
+            )));
+            self.session.spawned(id, None, turn.now);
             return;
         }
         match Child::spawn(req) {
             Ok((child, (stdin, stdout, stderr))) => {
-                for (p, pipe) in [
-                    (Peer::Child(Stdio::Stdin), stdin),
-                    (Peer::Child(Stdio::Stdout), stdout),
-                    (Peer::Child(Stdio::Stderr), stderr),
-                ] {
+                let pid = child.pid();
+                let side = |pipe| {
                     let mut side = Side::new(Endpoint::Pipe(pipe));
                     // A pipe's read end has nothing in it yet.
                     side.readable = false;
-                    self.sides.set(p, Some(side));
-                    self.opened.push(Source::Peer(p));
+                    Some(side)
+                };
+                self.sides.children.push(Kid {
+                    id,
+                    process: Some(child),
+                    pipes: [side(stdin), side(stdout), side(stderr)],
+                });
+                for s in Stdio::ALL {
+                    self.opened.push(Source::Peer(Peer::Child(id, s)));
                 }
-                self.child = Some(Box::new(child));
-                self.opened.push(Source::ChildExit);
-                self.session.spawned(true, turn.now);
+                self.opened.push(Source::ChildExit(id));
+                self.session.spawned(id, Some(pid), turn.now);
             }
             Err(e) => {
                 turn.records.push(Record::Error(format!(
@@ -779,15 +870,18 @@ impl Connection {
                     turn.service.name(),
                     req.program
                 )));
-                self.session.spawned(false, turn.now);
+                self.session.spawned(id, None, turn.now);
             }
         }
     }
 
-    /// The child's exit descriptor fired: reap it and tell the session. Its pipes stay
-    /// until they reach EOF, so output it wrote just before exiting is not lost.
-    fn reap(&mut self, now: Instant) {
-        let Some(child) = self.child.as_mut() else {
+    /// A child's exit descriptor fired: reap it and tell the session. Its pipes stay until
+    /// they reach EOF, so output it wrote just before exiting is not lost.
+    fn reap(&mut self, id: ChildId, now: Instant) {
+        let Some(kid) = self.sides.kid_mut(id) else {
+            return;
+        };
+        let Some(child) = kid.process.as_mut() else {
             return;
         };
         if let Some(exit) = child.try_reap() {
@@ -796,9 +890,10 @@ impl Connection {
                 self.peer,
                 child.pid()
             );
-            self.child = None;
+            kid.process = None;
+            self.sides.prune();
             self.exit = Some(exit);
-            self.session.exited(exit, now);
+            self.session.exited(id, exit, now);
         }
     }
 
@@ -858,10 +953,13 @@ mod tests {
 
     #[test]
     fn sources_round_trip_through_their_index() {
-        for s in Source::ALL {
-            assert_eq!(Source::from_index(s.index()), Some(s));
+        for i in 0..Source::COUNT {
+            let s = Source::from_index(i).expect("every index below COUNT names a source");
+            assert_eq!(s.index(), i);
         }
         assert_eq!(Source::from_index(Source::COUNT), None);
+        let last = Source::ChildExit(ChildId(255));
+        assert_eq!(last.index(), Source::COUNT - 1);
     }
 
     #[test]

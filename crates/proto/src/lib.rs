@@ -17,4 +17,4 @@ pub mod relay;
 pub mod session;
 pub mod spare;
 
-pub use session::{Action, Peer, Session, Wall};
+pub use session::{Action, ChildId, Peer, Session, Wall};

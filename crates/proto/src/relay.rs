@@ -115,7 +115,7 @@ impl Session for Relay {
                 !self.client_eof
                     && (self.upstream == Upstream::Failed || self.to_upstream.len() < RELAY_WINDOW)
             }
-            Peer::Child(_) => false,
+            Peer::Child(..) => false,
             Peer::Upstream => {
                 self.upstream == Upstream::Connected
                     && !self.upstream_eof

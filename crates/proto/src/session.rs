@@ -26,6 +26,13 @@ pub enum Stdio {
     Stderr,
 }
 
+/// Which of a session's child processes: a slot the session picks (0..=255) when it asks for
+/// the child with [`Action::Spawn`], and uses again for its pipes, its signals and its exit.
+/// A slot is free again once the child has [`exited`](Session::exited) and its output pipes
+/// have reached EOF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChildId(pub u8);
+
 /// Which descriptor an action or an event concerns. A session names its peers from this small
 /// set; the driver maps each to a socket or a pipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,28 +41,25 @@ pub enum Peer {
     Client,
     /// The connection the session asked for with [`Action::Connect`] (relay, proxy).
     Upstream,
-    /// A pipe of the child process the session asked for with [`Action::Spawn`].
-    Child(Stdio),
+    /// A pipe of a child process the session asked for with [`Action::Spawn`]. The driver
+    /// closes the child's stdout and stderr once they reach EOF (after [`Session::eof`]), and
+    /// its stdin when [`Action::Shutdown`] asks or a write to it fails (reported as `eof` of
+    /// the stdin peer: nobody reads it any more; a write to an already closed child pipe is
+    /// reported the same way). Once the child is reaped and its output is at EOF, its slot is
+    /// free for a new [`Action::Spawn`].
+    Child(ChildId, Stdio),
 }
 
-impl Peer {
-    /// Every peer, in the order a driver serves them.
-    pub const ALL: [Peer; 5] = [
-        Peer::Client,
-        Peer::Upstream,
-        Peer::Child(Stdio::Stdin),
-        Peer::Child(Stdio::Stdout),
-        Peer::Child(Stdio::Stderr),
-    ];
+impl Stdio {
+    /// The three streams, in descriptor order.
+    pub const ALL: [Stdio; 3] = [Stdio::Stdin, Stdio::Stdout, Stdio::Stderr];
 
-    /// A small dense index (0..5) for per-peer tables.
+    /// 0, 1 or 2: the descriptor number the stream has in the child.
     pub fn index(self) -> usize {
         match self {
-            Peer::Client => 0,
-            Peer::Upstream => 1,
-            Peer::Child(Stdio::Stdin) => 2,
-            Peer::Child(Stdio::Stdout) => 3,
-            Peer::Child(Stdio::Stderr) => 4,
+            Stdio::Stdin => 0,
+            Stdio::Stdout => 1,
+            Stdio::Stderr => 2,
         }
     }
 }
@@ -152,17 +156,18 @@ pub enum Action<'a> {
     },
     /// Open the upstream connection, then call [`Session::connected`].
     Connect,
-    /// Start a child process on pipes, then call [`Session::spawned`]; its end is reported
-    /// with [`Session::exited`].
-    Spawn(&'a SpawnRequest),
+    /// Start a child process on pipes in this slot (one not in use), then call
+    /// [`Session::spawned`]; its end is reported with [`Session::exited`].
+    Spawn(ChildId, &'a SpawnRequest),
     /// Shut down our write side towards the peer (the peer reads EOF); for a child's stdin,
     /// close the pipe.
     Shutdown(Peer),
-    /// Send this signal to the child's process group.
-    Kill(i32),
+    /// Send this signal to the process group of the child in this slot (nothing if it has
+    /// exited).
+    Kill(ChildId, i32),
     /// Nothing to send: wait for input, the deadline or a shutdown notice.
     Wait,
-    /// The session is over: close every descriptor (a child still running is killed and
+    /// The session is over: close every descriptor (children still running are killed and
     /// reaped by the driver).
     Close,
 }
@@ -186,13 +191,15 @@ pub trait Session {
     fn connected(&mut self, ok: bool, now: Instant) {
         let _ = (ok, now);
     }
-    /// The outcome of [`Action::Spawn`].
-    fn spawned(&mut self, ok: bool, now: Instant) {
-        let _ = (ok, now);
+    /// The outcome of [`Action::Spawn`] for `child`: its process id, or `None` when it could
+    /// not be started (the driver records why).
+    fn spawned(&mut self, child: ChildId, pid: Option<u32>, now: Instant) {
+        let _ = (child, pid, now);
     }
-    /// The child process ended (and was reaped).
-    fn exited(&mut self, how: Exit, now: Instant) {
-        let _ = (how, now);
+    /// The child process in slot `child` ended (and was reaped). Its pipes stay open until
+    /// they reach EOF, so output written just before the exit is still delivered.
+    fn exited(&mut self, child: ChildId, how: Exit, now: Instant) {
+        let _ = (child, how, now);
     }
     /// Whether the output now queued is the last: once it is written the session asks for
     /// [`Action::Close`] or [`Action::Shutdown`]. A driver may then let the kernel hold the

@@ -45,8 +45,9 @@ struct Conn {
     machine: Connection,
 }
 
-/// Bits of a token that name the source within a connection.
-const SOURCE_BITS: u32 = 3;
+/// Bits of a token that name the source within a connection (below [`Source::COUNT`]).
+const SOURCE_BITS: u32 = 11;
+const _: () = assert!(Source::COUNT <= 1 << SOURCE_BITS);
 
 /// The token of a connection's descriptor: slot and source packed together.
 fn token(slot: usize, source: Source) -> Token {
@@ -478,7 +479,7 @@ fn register(registry: &Registry, slot: usize, c: &Connection, source: Source) ->
         return Ok(());
     };
     let interest = match source {
-        Source::ChildExit => Interest::READABLE,
+        Source::ChildExit(_) => Interest::READABLE,
         Source::Peer(_) => Interest::READABLE | Interest::WRITABLE,
     };
     registry.register(&mut SourceFd(&fd), token(slot, source), interest)
