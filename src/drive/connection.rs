@@ -656,13 +656,6 @@ impl Connection {
                 Ok(Step::Blocked)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Step::Again),
-            // The child closed its stdin (or exited): that ends one direction, not the
-            // connection; its output may still be on the way to the client.
-            Err(e) if p == Peer::Child(Stdio::Stdin) && e.kind() == io::ErrorKind::BrokenPipe => {
-                self.sides.set(p, None);
-                self.session.eof(p, now);
-                Ok(Step::Again)
-            }
             Err(e) => Err(e),
         }
     }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use plumb_proto::Session;
 use plumb_proto::exec::{ExecConfig, ExecSession};
-use plumb_proto::session::{Action, Exit, Peer, SpawnRequest};
+use plumb_proto::session::{Action, ChildId, Exit, Peer, SpawnRequest};
 
 use super::Service;
 use crate::net::{PeerInfo, Stream};
@@ -255,11 +255,11 @@ impl Session for Counted {
     fn written(&mut self, peer: Peer, n: usize, now: Instant) {
         self.inner.written(peer, n, now);
     }
-    fn spawned(&mut self, ok: bool, now: Instant) {
-        self.inner.spawned(ok, now);
+    fn spawned(&mut self, child: ChildId, pid: Option<u32>, now: Instant) {
+        self.inner.spawned(child, pid, now);
     }
-    fn exited(&mut self, how: Exit, now: Instant) {
-        self.inner.exited(how, now);
+    fn exited(&mut self, child: ChildId, how: Exit, now: Instant) {
+        self.inner.exited(child, how, now);
     }
     fn closes_after_output(&self) -> bool {
         self.inner.closes_after_output()

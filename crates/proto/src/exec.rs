@@ -19,7 +19,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::session::{Action, Exit, OutBuf, Peer, Session, SpawnRequest, Stdio};
+use crate::session::{Action, ChildId, Exit, OutBuf, Peer, Session, SpawnRequest, Stdio};
+
+/// The session's one child.
+const CHILD: ChildId = ChildId(0);
 
 /// Most bytes buffered in one direction before reading from its source pauses.
 pub const EXEC_WINDOW: usize = 64 * 1024;
@@ -167,14 +170,14 @@ impl Session for ExecSession {
                 self.to_child.extend(&input[..take]);
                 take
             }
-            Peer::Child(Stdio::Stdout) => {
+            Peer::Child(CHILD, Stdio::Stdout) => {
                 let take = input
                     .len()
                     .min(EXEC_WINDOW.saturating_sub(self.to_client.len()));
                 self.to_client.extend(&input[..take]);
                 take
             }
-            Peer::Child(Stdio::Stderr) => {
+            Peer::Child(CHILD, Stdio::Stderr) => {
                 let mut used = 0;
                 while used < input.len() && self.stderr_lines.len() < MAX_HELD_LINES {
                     let rest = &input[used..];
@@ -213,8 +216,8 @@ impl Session for ExecSession {
                     self.arm_term(now);
                 }
             }
-            Peer::Child(Stdio::Stdout) => self.stdout_eof = true,
-            Peer::Child(Stdio::Stderr) => {
+            Peer::Child(CHILD, Stdio::Stdout) => self.stdout_eof = true,
+            Peer::Child(CHILD, Stdio::Stderr) => {
                 self.stderr_eof = true;
                 if !self.stderr_partial.is_empty() {
                     let last = std::mem::take(&mut self.stderr_partial);
@@ -222,8 +225,8 @@ impl Session for ExecSession {
                 }
             }
             // The program closed its stdin (a write found no reader).
-            Peer::Child(Stdio::Stdin) => self.close_stdin(now),
-            Peer::Upstream => {}
+            Peer::Child(CHILD, Stdio::Stdin) => self.close_stdin(now),
+            Peer::Upstream | Peer::Child(..) => {}
         }
     }
 
@@ -238,8 +241,10 @@ impl Session for ExecSession {
                         || self.exit.is_some()
                         || self.to_child.len() < EXEC_WINDOW)
             }
-            Peer::Child(Stdio::Stdout) => !self.stdout_eof && self.to_client.len() < EXEC_WINDOW,
-            Peer::Child(Stdio::Stderr) => {
+            Peer::Child(CHILD, Stdio::Stdout) => {
+                !self.stdout_eof && self.to_client.len() < EXEC_WINDOW
+            }
+            Peer::Child(CHILD, Stdio::Stderr) => {
                 !self.stderr_eof && self.stderr_lines.len() < MAX_HELD_LINES
             }
             _ => false,
@@ -250,14 +255,14 @@ impl Session for ExecSession {
         match self.phase {
             Phase::NotAsked => {
                 self.phase = Phase::Spawning;
-                return Action::Spawn(&self.cfg.request);
+                return Action::Spawn(CHILD, &self.cfg.request);
             }
             Phase::Spawning => return Action::Wait,
             Phase::Failed => return Action::Close,
             Phase::Running => {}
         }
         if let Some(sig) = self.signal.take() {
-            return Action::Kill(sig);
+            return Action::Kill(CHILD, sig);
         }
         if !self.to_client.is_empty() {
             return Action::Write(Peer::Client, self.to_client.pending());
@@ -271,11 +276,11 @@ impl Session for ExecSession {
         }
         if !self.stdin_closed {
             if !self.to_child.is_empty() {
-                return Action::Write(Peer::Child(Stdio::Stdin), self.to_child.pending());
+                return Action::Write(Peer::Child(CHILD, Stdio::Stdin), self.to_child.pending());
             }
             if self.client_eof || self.exit.is_some() {
                 self.close_stdin(self.now);
-                return Action::Shutdown(Peer::Child(Stdio::Stdin));
+                return Action::Shutdown(Peer::Child(CHILD, Stdio::Stdin));
             }
         }
         // Done once the program has exited and everything it wrote went out.
@@ -299,17 +304,18 @@ impl Session for ExecSession {
         }
     }
 
-    fn spawned(&mut self, ok: bool, now: Instant) {
+    fn spawned(&mut self, _child: ChildId, pid: Option<u32>, now: Instant) {
         self.now = now;
-        if !ok {
+        let Some(pid) = pid else {
             self.phase = Phase::Failed;
             return;
-        }
+        };
+        self.pid = Some(pid);
         self.phase = Phase::Running;
         self.timeout_at = self.cfg.timeout.map(|t| now + t);
     }
 
-    fn exited(&mut self, how: Exit, now: Instant) {
+    fn exited(&mut self, _child: ChildId, how: Exit, now: Instant) {
         self.now = now;
         self.exit = Some(how);
         self.term_at = None;
@@ -381,9 +387,9 @@ mod tests {
         };
         let t0 = Instant::now();
         let mut s = ExecSession::new(cfg, t0);
-        assert!(matches!(s.next_action(), Action::Spawn(_)));
+        assert!(matches!(s.next_action(), Action::Spawn(..)));
         assert!(matches!(s.next_action(), Action::Wait));
-        s.spawned(true, t0);
+        s.spawned(CHILD, Some(42), t0);
         (s, t0)
     }
 
@@ -392,27 +398,27 @@ mod tests {
         let (mut s, t0) = session(5);
         assert_eq!(s.feed(Peer::Client, b"hello", t0), 5);
         match s.next_action() {
-            Action::Write(Peer::Child(Stdio::Stdin), b) => assert_eq!(b, b"hello"),
+            Action::Write(Peer::Child(CHILD, Stdio::Stdin), b) => assert_eq!(b, b"hello"),
             a => panic!("{a:?}"),
         }
-        s.written(Peer::Child(Stdio::Stdin), 5, t0);
+        s.written(Peer::Child(CHILD, Stdio::Stdin), 5, t0);
         s.eof(Peer::Client, t0);
         assert!(matches!(
             s.next_action(),
-            Action::Shutdown(Peer::Child(Stdio::Stdin))
+            Action::Shutdown(Peer::Child(CHILD, Stdio::Stdin))
         ));
-        assert_eq!(s.feed(Peer::Child(Stdio::Stdout), b"hello", t0), 5);
+        assert_eq!(s.feed(Peer::Child(CHILD, Stdio::Stdout), b"hello", t0), 5);
         match s.next_action() {
             Action::Write(Peer::Client, b) => assert_eq!(b, b"hello"),
             a => panic!("{a:?}"),
         }
         s.written(Peer::Client, 5, t0);
-        s.eof(Peer::Child(Stdio::Stdout), t0);
+        s.eof(Peer::Child(CHILD, Stdio::Stdout), t0);
         assert!(s.closes_after_output());
         assert!(matches!(s.next_action(), Action::Shutdown(Peer::Client)));
         assert!(matches!(s.next_action(), Action::Wait));
-        s.eof(Peer::Child(Stdio::Stderr), t0);
-        s.exited(Exit::Code(0), t0);
+        s.eof(Peer::Child(CHILD, Stdio::Stderr), t0);
+        s.exited(CHILD, Exit::Code(0), t0);
         assert!(matches!(s.next_action(), Action::Close));
         assert_eq!(s.exit(), Some(Exit::Code(0)));
     }
@@ -423,8 +429,11 @@ mod tests {
         let big = vec![7u8; EXEC_WINDOW + 10];
         assert_eq!(s.feed(Peer::Client, &big, t0), EXEC_WINDOW);
         assert!(!s.wants_read(Peer::Client));
-        assert_eq!(s.feed(Peer::Child(Stdio::Stdout), &big, t0), EXEC_WINDOW);
-        assert!(!s.wants_read(Peer::Child(Stdio::Stdout)));
+        assert_eq!(
+            s.feed(Peer::Child(CHILD, Stdio::Stdout), &big, t0),
+            EXEC_WINDOW
+        );
+        assert!(!s.wants_read(Peer::Child(CHILD, Stdio::Stdout)));
     }
 
     #[test]
@@ -433,15 +442,15 @@ mod tests {
         s.eof(Peer::Client, t0);
         assert!(matches!(
             s.next_action(),
-            Action::Shutdown(Peer::Child(Stdio::Stdin))
+            Action::Shutdown(Peer::Child(CHILD, Stdio::Stdin))
         ));
         assert_eq!(s.deadline(), Some(t0 + Duration::from_secs(2)));
         let t1 = t0 + Duration::from_secs(2);
         s.timed_out(t1);
-        assert!(matches!(s.next_action(), Action::Kill(SIGTERM)));
+        assert!(matches!(s.next_action(), Action::Kill(_, SIGTERM)));
         assert_eq!(s.deadline(), Some(t1 + Duration::from_secs(2)));
         s.timed_out(t1 + Duration::from_secs(2));
-        assert!(matches!(s.next_action(), Action::Kill(SIGKILL)));
+        assert!(matches!(s.next_action(), Action::Kill(_, SIGKILL)));
         assert_eq!(s.deadline(), None);
     }
 
@@ -456,24 +465,24 @@ mod tests {
         let t0 = Instant::now();
         let mut s = ExecSession::new(cfg, t0);
         let _ = s.next_action();
-        s.spawned(true, t0);
+        s.spawned(CHILD, Some(42), t0);
         assert_eq!(s.deadline(), Some(t0 + Duration::from_secs(3)));
         s.timed_out(t0 + Duration::from_secs(3));
-        assert!(matches!(s.next_action(), Action::Kill(SIGTERM)));
+        assert!(matches!(s.next_action(), Action::Kill(_, SIGTERM)));
     }
 
     #[test]
     fn stderr_becomes_prefixed_lines_never_client_bytes() {
         let (mut s, t0) = session(5);
-        let n = s.feed(Peer::Child(Stdio::Stderr), b"one\ntw", t0);
+        let n = s.feed(Peer::Child(CHILD, Stdio::Stderr), b"one\ntw", t0);
         assert_eq!(n, 6);
-        assert_eq!(s.take_stderr().as_deref(), Some("127.0.0.1:5 pid ?: one"));
+        assert_eq!(s.take_stderr().as_deref(), Some("127.0.0.1:5 pid 42: one"));
         assert_eq!(s.take_stderr(), None);
-        s.feed(Peer::Child(Stdio::Stderr), b"o\r\n", t0);
-        assert_eq!(s.take_stderr().as_deref(), Some("127.0.0.1:5 pid ?: two"));
-        s.feed(Peer::Child(Stdio::Stderr), b"tail", t0);
-        s.eof(Peer::Child(Stdio::Stderr), t0);
-        assert_eq!(s.take_stderr().as_deref(), Some("127.0.0.1:5 pid ?: tail"));
+        s.feed(Peer::Child(CHILD, Stdio::Stderr), b"o\r\n", t0);
+        assert_eq!(s.take_stderr().as_deref(), Some("127.0.0.1:5 pid 42: two"));
+        s.feed(Peer::Child(CHILD, Stdio::Stderr), b"tail", t0);
+        s.eof(Peer::Child(CHILD, Stdio::Stderr), t0);
+        assert_eq!(s.take_stderr().as_deref(), Some("127.0.0.1:5 pid 42: tail"));
         assert!(
             matches!(s.next_action(), Action::Wait),
             "nothing for the client"
@@ -484,7 +493,10 @@ mod tests {
     fn a_long_stderr_line_is_cut() {
         let (mut s, t0) = session(5);
         let long = vec![b'x'; MAX_STDERR_LINE * 2 + 5];
-        assert_eq!(s.feed(Peer::Child(Stdio::Stderr), &long, t0), long.len());
+        assert_eq!(
+            s.feed(Peer::Child(CHILD, Stdio::Stderr), &long, t0),
+            long.len()
+        );
         assert_eq!(s.stderr_lines.len(), 2);
     }
 
@@ -499,23 +511,23 @@ mod tests {
         let t0 = Instant::now();
         let mut s = ExecSession::new(cfg, t0);
         let _ = s.next_action();
-        s.spawned(false, t0);
+        s.spawned(CHILD, None, t0);
         assert!(matches!(s.next_action(), Action::Close));
     }
 
     #[test]
     fn output_after_exit_is_flushed_then_closed() {
         let (mut s, t0) = session(5);
-        s.exited(Exit::Code(3), t0);
+        s.exited(CHILD, Exit::Code(3), t0);
         assert!(matches!(
             s.next_action(),
-            Action::Shutdown(Peer::Child(Stdio::Stdin))
+            Action::Shutdown(Peer::Child(CHILD, Stdio::Stdin))
         ));
-        s.feed(Peer::Child(Stdio::Stdout), b"last", t0);
+        s.feed(Peer::Child(CHILD, Stdio::Stdout), b"last", t0);
         assert!(matches!(s.next_action(), Action::Write(Peer::Client, _)));
         s.written(Peer::Client, 4, t0);
-        s.eof(Peer::Child(Stdio::Stdout), t0);
-        s.eof(Peer::Child(Stdio::Stderr), t0);
+        s.eof(Peer::Child(CHILD, Stdio::Stdout), t0);
+        s.eof(Peer::Child(CHILD, Stdio::Stderr), t0);
         assert!(matches!(s.next_action(), Action::Shutdown(Peer::Client)));
         assert!(matches!(s.next_action(), Action::Close));
     }
@@ -523,7 +535,7 @@ mod tests {
     #[test]
     fn a_held_stdout_after_exit_closes_after_the_linger() {
         let (mut s, t0) = session(1);
-        s.exited(Exit::Code(0), t0);
+        s.exited(CHILD, Exit::Code(0), t0);
         let _ = s.next_action(); // stdin closed
         assert!(matches!(s.next_action(), Action::Wait));
         s.timed_out(t0 + Duration::from_secs(1));
