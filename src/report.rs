@@ -49,6 +49,14 @@ pub enum Record {
     },
 }
 
+/// A child's end as `waitpid` told a process model, in the record's terms.
+pub fn exit_of(status: plumb_sys::ExitStatus) -> Exit {
+    match status {
+        plumb_sys::ExitStatus::Exited(c) => Exit::Code(c),
+        plumb_sys::ExitStatus::Signaled(s) => Exit::Signal(s),
+    }
+}
+
 /// An exit in the wire form: `c0` for exit code 0, `s9` for signal 9.
 fn exit_word(e: Exit) -> String {
     match e {

@@ -285,7 +285,10 @@ pub fn exec_on_socket(image: &ExecImage, socket: RawFd, stderr: RawFd) -> io::Er
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            // Handlers reset at exec by themselves; ignored signals would stay ignored.
+            for sig in [libc::SIGPIPE, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
         }
         Ok(())
     };
