@@ -115,6 +115,9 @@ pub fn run_server(
     access: Option<LogTarget>,
     banner: Option<&dyn Fn(&str) -> String>,
 ) -> anyhow::Result<i32> {
+    // Descriptors inherited without close-on-exec (a jobserver pipe, a careless parent's
+    // leak) must not reach the programs a server runs, nor hold their files open.
+    let _ = plumb_sys::cloexec_from(3);
     let grace = seconds("--grace", args.grace)?;
     let write_timeout = seconds("--write-timeout", args.write_timeout)?;
     let max_connections = args

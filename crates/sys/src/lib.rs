@@ -40,7 +40,7 @@ pub use limits::{max_rss_kib, nofile_limit, raise_nofile_limit};
 pub use pipe::{PIPE_BUF, pipe, pipe_capacity, pipe_flags, read, write, write_all, writev};
 pub use poll::{PollFd, events, poll, set_nonblocking};
 pub use process::{
-    ExecImage, ExitStatus, Fork, exec_on_socket, exit_now, getpid, gettid, kill, peer_cred,
+    ExecImage, ExitStatus, Fork, cloexec_from, exec_on_socket, exit_now, getpid, gettid, kill, peer_cred,
     pidfd_open, try_wait, wait,
 };
 pub use sendfile::sendfile;

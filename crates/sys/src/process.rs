@@ -267,18 +267,7 @@ pub fn exec_on_socket(image: &ExecImage, socket: RawFd, stderr: RawFd) -> io::Er
         }
         // Everything from 3 up closes at exec: the listeners, the record pipe, the
         // shutdown pipes, the socket's original number.
-        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags; no pointers.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        cloexec_from(3)?;
         // Signals the server ignores or blocks would be inherited: give the program defaults.
         // SAFETY: an empty set, filled and installed; no handler pointers.
         unsafe {
@@ -299,4 +288,27 @@ pub fn exec_on_socket(image: &ExecImage, socket: RawFd, stderr: RawFd) -> io::Er
     // keeps alive for the duration of the call; execvpe returns only on failure.
     unsafe { libc::execvpe(image.program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     io::Error::last_os_error()
+}
+
+/// Marks every descriptor from `first` up close-on-exec (`close_range(2)` with
+/// `CLOSE_RANGE_CLOEXEC`, Linux 5.11): a server calls it at start-up so that descriptors it
+/// inherited without the flag (a build tool's jobserver pipe, a parent's leak) never reach the
+/// programs it runs.
+///
+/// # Errors
+/// `ENOSYS` on kernels before 5.11, `EINVAL`.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets descriptor flags; no pointers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
