@@ -10,6 +10,7 @@
 //! which depends on this one; the command line is the binary's.
 #![forbid(unsafe_code)]
 
+pub mod activation;
 pub mod connect;
 pub mod drive;
 pub mod exec;

@@ -338,6 +338,49 @@ impl Listener {
         }
     }
 
+    /// A listener a service manager passed (socket activation): a listening stream socket,
+    /// TCP or UNIX. The socket file of a UNIX one is the manager's: never removed by us.
+    ///
+    /// # Errors
+    /// A datagram socket, or an address family other than IPv4, IPv6 and UNIX.
+    pub fn from_inherited(fd: std::os::fd::OwnedFd) -> io::Result<Listener> {
+        let sock = Socket::from(fd);
+        if sock.r#type()? != Type::STREAM {
+            return Err(io::Error::other("not a stream socket"));
+        }
+        let domain = sock.domain()?;
+        if domain == Domain::UNIX {
+            let l: UnixListener = sock.into();
+            let path = l
+                .local_addr()?
+                .as_pathname()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            // Owner 0 is never our pid: the file stays when we exit.
+            return Ok(Listener::Unix(
+                l,
+                UnixPath {
+                    path,
+                    owner: 0,
+                    ino: 0,
+                },
+            ));
+        }
+        if domain == Domain::IPV4 || domain == Domain::IPV6 {
+            return Ok(Listener::Tcp(sock.into()));
+        }
+        Err(io::Error::other("neither a TCP nor a UNIX socket"))
+    }
+
+    /// Whether a TCP listener has SO_REUSEPORT (ours do under the event model; a passed one
+    /// may not, and then the event loops share it instead of opening their own).
+    pub fn reuse_port_set(&self) -> bool {
+        match self {
+            Listener::Tcp(l) => socket2::SockRef::from(l).reuse_port().unwrap_or(false),
+            Listener::Unix(..) => false,
+        }
+    }
+
     /// Whether this is a UNIX socket listener (no SO_REUSEPORT sharing).
     pub fn is_unix(&self) -> bool {
         matches!(self, Listener::Unix(..))

@@ -122,7 +122,12 @@ fn environment(model: Model) {
         let Some(listen) = t.listen_arg(&dir) else {
             continue;
         };
-        let server = start(model, &listen, &["--env", "EXTRA=x=1"], &["sh", "-c", script]);
+        let server = start(
+            model,
+            &listen,
+            &["--env", "EXTRA=x=1"],
+            &["sh", "-c", script],
+        );
         let mut s = connect(server.addr());
         let want = match &s {
             Stream::Tcp(tcp) => {
@@ -192,10 +197,9 @@ fn descriptors_and_stderr(model: Model) {
     let got = String::from_utf8(read_to_end(&mut s)).unwrap();
     assert_eq!(got, "0\n1\n2\n", "{model}: the program's descriptors");
     assert!(
-        wait_until(DEADLINE, || server
-            .stderr()
-            .lines()
-            .any(|l| l.starts_with(&format!("{local} pid ")) && l.contains(": oops-"))),
+        wait_until(DEADLINE, || server.stderr().lines().any(|l| l
+            .starts_with(&format!("{local} pid "))
+            && l.contains(": oops-"))),
         "{model}: no prefixed stderr line:\n{}",
         server.stderr()
     );
@@ -436,7 +440,9 @@ fn missing_program(model: Model) {
     let _ = s.read_to_end(&mut got);
     assert_eq!(got, b"", "{model}");
     assert!(
-        wait_until(DEADLINE, || server.stderr().contains("cannot run /nonexistent/program")),
+        wait_until(DEADLINE, || server
+            .stderr()
+            .contains("cannot run /nonexistent/program")),
         "{model}: {}",
         server.stderr()
     );
@@ -524,7 +530,15 @@ fn usage_errors_are_one_line_and_exit_2() {
         &["exec", "--max-per-ip", "0", "--", "cat"],
         &["exec", "--timeout", "0", "--", "cat"],
         &["exec", "--kill-after", "-1", "--", "cat"],
-        &["exec", "--model", "prefork", "--max-per-ip", "2", "--", "cat"],
+        &[
+            "exec",
+            "--model",
+            "prefork",
+            "--max-per-ip",
+            "2",
+            "--",
+            "cat",
+        ],
         &["relay", "--to", "exec:", "--listen", "127.0.0.1:0"],
     ] {
         let (code, err) = start_fails(args);
