@@ -11,7 +11,7 @@ use plumb::server::{ECHO_LISTEN, RELAY_LISTEN, SERVE_LISTEN, ServerArgs, listen_
     args_override_self = true,
     version,
     about = "Pipes, sockets and servers: echo, relay, connect and a static HTTP server under every concurrency model, plus the instruments to measure them.",
-    after_help = "Examples:\n  plumb serve ./site                       serve ./site on http://127.0.0.1:8080/\n  plumb echo --listen 127.0.0.1:7007 --model fork\n  plumb connect 127.0.0.1:7007 < file\n  plumb relay --listen :8081 --to unix:/run/app.sock\n  plumb bench http://127.0.0.1:8080/ -c 64 -d 10\n\nDefault addresses: serve 127.0.0.1:8080, echo 127.0.0.1:7007, relay 127.0.0.1:8081.\nRun 'plumb COMMAND --help' for the options of a command."
+    after_help = "Examples:\n  plumb serve ./site                       serve ./site on http://127.0.0.1:8080/\n  plumb echo --listen 127.0.0.1:7007 --model fork\n  plumb connect 127.0.0.1:7007 < file\n  plumb relay --listen :8081 --to unix:/run/app.sock\n  plumb bench http://127.0.0.1:8080/ -c 64 -d 10\n\n  plumb exec --listen :7000 -- sh -c 'echo hello $TCPREMOTEIP'\n\nDefault addresses: serve 127.0.0.1:8080, echo 127.0.0.1:7007, relay 127.0.0.1:8081, exec 127.0.0.1:7008.\nRun 'plumb COMMAND --help' for the options of a command."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -32,11 +32,14 @@ pub enum Command {
     /// Relay bytes between each client and a new connection to an upstream (a proxy).
     #[command(
         mut_arg("listen", |a| a.help(listen_help(RELAY_LISTEN))),
-        after_help = "Examples:\n  plumb relay --listen 127.0.0.1:8081 --to 127.0.0.1:8080\n  plumb relay --listen :8081 --to unix:/run/app.sock   (expose a UNIX socket on TCP)"
+        after_help = "Examples:\n  plumb relay --listen 127.0.0.1:8081 --to 127.0.0.1:8080\n  plumb relay --listen :8081 --to unix:/run/app.sock   (expose a UNIX socket on TCP)\n  plumb relay --listen unix:/tmp/lsp.sock --to 'exec:rust-analyzer'   (one program per client)"
     )]
     Relay(RelayArgs),
     /// JSON-RPC 2.0 over any socket or pipe: serve scripts as methods, call servers.
     Rpc(RpcArgs),
+    /// Run a program per connection, the connection as its stdin and stdout (inetd, tcpserver).
+    #[command(mut_arg("listen", |a| a.help(listen_help(plumb::exec::EXEC_LISTEN))))]
+    Exec(plumb::exec::Args),
     /// Connect stdin/stdout to a socket (netcat-style client).
     #[command(
         after_help = "Examples:\n  echo hello | plumb connect 127.0.0.1:7007\n  plumb connect unix:/tmp/echo.sock < big.bin > copy.bin"
@@ -76,13 +79,18 @@ pub enum RpcCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct RelayArgs {
-    /// The upstream each client is relayed to: HOST:PORT, [V6]:PORT or unix:/PATH.
+    /// The upstream each client is relayed to: HOST:PORT, [V6]:PORT, unix:/PATH, or
+    /// exec:COMMAND (a fresh `/bin/sh -c COMMAND` per client on pipes).
     #[arg(long, value_name = "ADDR")]
     pub to: String,
     /// Copy relayed bytes through user space instead of moving them between the sockets
     /// with splice(2) (the default where both ends are sockets).
     #[arg(long)]
     pub no_splice: bool,
+    /// With --to exec: seconds the program may run on once the client is done before its
+    /// process group gets SIGTERM (as long again before SIGKILL).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub kill_after: f64,
     #[command(flatten)]
     pub server: ServerArgs,
 }

@@ -10,8 +10,10 @@
 //! which depends on this one; the command line is the binary's.
 #![forbid(unsafe_code)]
 
+pub mod activation;
 pub mod connect;
 pub mod drive;
+pub mod exec;
 pub mod models;
 pub mod net;
 pub mod report;

@@ -11,6 +11,7 @@ use clap::Parser;
 use cli::{Cli, Command, RpcCommand};
 use plumb::net::Addr;
 use plumb::services::echo::EchoService;
+use plumb::services::exec::{ExecPlan, ExecService};
 use plumb::services::relay::RelayService;
 use plumb::usage::UsageError;
 use plumb_proto::relay::OnConnectFailure;
@@ -58,6 +59,33 @@ fn run(cmd: Command) -> anyhow::Result<i32> {
         Command::Echo(a) => {
             let echo = Arc::new(EchoService);
             plumb::server::run_server(&a.server, plumb::server::ECHO_LISTEN, echo, None, None)
+        }
+        Command::Exec(a) => plumb::exec::run(&a),
+        Command::Relay(a) if a.to.starts_with("exec:") => {
+            let command = &a.to["exec:".len()..];
+            if command.trim().is_empty() || command.contains('\0') {
+                return Err(plumb::usage::usage(
+                    "--to exec: needs a command, as in exec:'cat -n'",
+                ));
+            }
+            let (kill_after, _) = plumb::exec::limits(a.kill_after, None)?;
+            let plan = ExecPlan {
+                program: "/bin/sh".into(),
+                args: vec!["-c".into(), command.to_string()],
+                env: Vec::new(),
+                clear_env: false,
+                kill_after,
+                timeout: None,
+                max_per_ip: None,
+            };
+            let banner = |at: &str| format!("relaying {at} to a new `{command}` per connection");
+            plumb::server::run_server(
+                &a.server,
+                plumb::server::RELAY_LISTEN,
+                Arc::new(ExecService::new(plan, false)),
+                None,
+                Some(&banner),
+            )
         }
         Command::Relay(a) => {
             let upstream =

@@ -338,6 +338,49 @@ impl Listener {
         }
     }
 
+    /// A listener a service manager passed (socket activation): a listening stream socket,
+    /// TCP or UNIX. The socket file of a UNIX one is the manager's: never removed by us.
+    ///
+    /// # Errors
+    /// A datagram socket, or an address family other than IPv4, IPv6 and UNIX.
+    pub fn from_inherited(fd: std::os::fd::OwnedFd) -> io::Result<Listener> {
+        let sock = Socket::from(fd);
+        if sock.r#type()? != Type::STREAM {
+            return Err(io::Error::other("not a stream socket"));
+        }
+        let domain = sock.domain()?;
+        if domain == Domain::UNIX {
+            let l: UnixListener = sock.into();
+            let path = l
+                .local_addr()?
+                .as_pathname()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            // Owner 0 is never our pid: the file stays when we exit.
+            return Ok(Listener::Unix(
+                l,
+                UnixPath {
+                    path,
+                    owner: 0,
+                    ino: 0,
+                },
+            ));
+        }
+        if domain == Domain::IPV4 || domain == Domain::IPV6 {
+            return Ok(Listener::Tcp(sock.into()));
+        }
+        Err(io::Error::other("neither a TCP nor a UNIX socket"))
+    }
+
+    /// Whether a TCP listener has SO_REUSEPORT (ours do under the event model; a passed one
+    /// may not, and then the event loops share it instead of opening their own).
+    pub fn reuse_port_set(&self) -> bool {
+        match self {
+            Listener::Tcp(l) => socket2::SockRef::from(l).reuse_port().unwrap_or(false),
+            Listener::Unix(..) => false,
+        }
+    }
+
     /// Whether this is a UNIX socket listener (no SO_REUSEPORT sharing).
     pub fn is_unix(&self) -> bool {
         matches!(self, Listener::Unix(..))
@@ -492,6 +535,17 @@ fn annotate(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {}", words(&e)))
 }
 
+/// The two ends of an accepted connection, for a program that is told who it talks to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Our address (TCP).
+    pub local: Option<SocketAddr>,
+    /// The client's address (TCP).
+    pub remote: Option<SocketAddr>,
+    /// The client process's (pid, uid, gid) (UNIX).
+    pub cred: Option<(u32, u32, u32)>,
+}
+
 /// A connected stream socket, TCP or UNIX.
 #[derive(Debug)]
 pub enum Stream {
@@ -566,6 +620,24 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_write_timeout(t),
             Stream::Unix(s) => s.set_write_timeout(t),
+        }
+    }
+
+    /// Who is at each end of the connection: the addresses of a TCP connection, the peer
+    /// process of a UNIX one (`SO_PEERCRED`). A few system calls: asked only by a service
+    /// that needs them (`plumb exec`'s environment).
+    pub fn peer_info(&self) -> PeerInfo {
+        match self {
+            Stream::Tcp(s) => PeerInfo {
+                local: s.local_addr().ok(),
+                remote: s.peer_addr().ok(),
+                cred: None,
+            },
+            Stream::Unix(s) => PeerInfo {
+                local: None,
+                remote: None,
+                cred: plumb_sys::peer_cred(s.as_raw_fd()).ok(),
+            },
         }
     }
 

@@ -16,6 +16,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use plumb_proto::session::Exit;
+
 /// One event worth logging.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
@@ -26,11 +28,59 @@ pub enum Record {
         bytes_out: u64,
         duration_us: u64,
         by: u32,
+        /// How the connection's child process ended, when it ran one (`plumb exec`).
+        exit: Option<Exit>,
     },
     /// A finished access-log line (HTTP), without the newline.
     Access(String),
     /// A per-connection failure worth a line on stderr (unreachable upstream, ...).
     Error(String),
+    /// A line a connection's child wrote to its stderr, prefixed with the peer and the pid:
+    /// to the connection log when there is one, else to the server's stderr.
+    Stderr(String),
+    /// A connection whose socket was handed to the program itself (`plumb exec` under the
+    /// fork models: the program's stdin and stdout are the socket). Its bytes never passed
+    /// through the server, so they are not counted.
+    Handed {
+        peer: String,
+        duration_us: u64,
+        by: u32,
+        exit: Exit,
+    },
+}
+
+/// A child's end as `waitpid` told a process model, in the record's terms.
+pub fn exit_of(status: plumb_sys::ExitStatus) -> Exit {
+    match status {
+        plumb_sys::ExitStatus::Exited(c) => Exit::Code(c),
+        plumb_sys::ExitStatus::Signaled(s) => Exit::Signal(s),
+    }
+}
+
+/// An exit in the wire form: `c0` for exit code 0, `s9` for signal 9.
+fn exit_word(e: Exit) -> String {
+    match e {
+        Exit::Code(c) => format!("c{c}"),
+        Exit::Signal(s) => format!("s{s}"),
+    }
+}
+
+fn parse_exit(w: &str) -> Option<Exit> {
+    let (kind, n) = w.split_at_checked(1)?;
+    let n = n.parse().ok()?;
+    match kind {
+        "c" => Some(Exit::Code(n)),
+        "s" => Some(Exit::Signal(n)),
+        _ => None,
+    }
+}
+
+/// An exit as the log shows it: `exit=0`, `exit=signal:15`.
+fn exit_shown(e: Exit) -> String {
+    match e {
+        Exit::Code(c) => format!("exit={c}"),
+        Exit::Signal(s) => format!("exit=signal:{s}"),
+    }
 }
 
 impl Record {
@@ -43,11 +93,24 @@ impl Record {
                 bytes_out,
                 duration_us,
                 by,
+                exit,
             } => {
-                format!("C {peer} {bytes_in} {bytes_out} {duration_us} {by}")
+                let mut line = format!("C {peer} {bytes_in} {bytes_out} {duration_us} {by}");
+                if let Some(e) = exit {
+                    line.push(' ');
+                    line.push_str(&exit_word(*e));
+                }
+                line
             }
             Record::Access(s) => format!("A {s}"),
             Record::Error(s) => format!("E {s}"),
+            Record::Stderr(s) => format!("S {s}"),
+            Record::Handed {
+                peer,
+                duration_us,
+                by,
+                exit,
+            } => format!("H {peer} {duration_us} {by} {}", exit_word(*exit)),
         }
         .into_bytes();
         line.retain(|&b| b != b'\n');
@@ -63,17 +126,36 @@ impl Record {
         match kind {
             "A" => Some(Record::Access(rest.to_string())),
             "E" => Some(Record::Error(rest.to_string())),
+            "S" => Some(Record::Stderr(rest.to_string())),
             "C" => {
                 let mut f = rest.split(' ');
                 let peer = f.next()?.to_string();
                 let mut num = || f.next()?.parse::<u64>().ok();
                 let (bytes_in, bytes_out, duration_us, by) = (num()?, num()?, num()?, num()?);
+                let exit = match f.next() {
+                    Some(w) => Some(parse_exit(w)?),
+                    None => None,
+                };
                 Some(Record::Connection {
                     peer,
                     bytes_in,
                     bytes_out,
                     duration_us,
                     by: by as u32,
+                    exit,
+                })
+            }
+            "H" => {
+                let mut f = rest.split(' ');
+                let peer = f.next()?.to_string();
+                let duration_us = f.next()?.parse().ok()?;
+                let by = f.next()?.parse().ok()?;
+                let exit = parse_exit(f.next()?)?;
+                Some(Record::Handed {
+                    peer,
+                    duration_us,
+                    by,
+                    exit,
                 })
             }
             _ => None,
@@ -181,6 +263,8 @@ pub struct Summary {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub requests: u64,
+    /// Connections whose socket went to the program itself (their bytes are not counted).
+    pub handed: u64,
 }
 
 /// Writes records to their logs and keeps the totals.
@@ -235,19 +319,52 @@ impl Collector {
                 bytes_out,
                 duration_us,
                 by,
+                exit,
             } => {
                 self.summary.connections += 1;
                 self.summary.bytes_in += bytes_in;
                 self.summary.bytes_out += bytes_out;
                 if let Some(w) = &mut self.connections {
+                    let exit = exit
+                        .map(|e| format!(" {}", exit_shown(e)))
+                        .unwrap_or_default();
                     let _ = writeln!(
                         w,
-                        "{} conn peer={peer} in={bytes_in} out={bytes_out} duration_ms={:.3} by={by}",
+                        "{} conn peer={peer} in={bytes_in} out={bytes_out} duration_ms={:.3} by={by}{exit}",
                         httpdate::fmt_http_date(SystemTime::now()),
                         duration_us as f64 / 1000.0,
                     );
                 }
             }
+            Record::Handed {
+                peer,
+                duration_us,
+                by,
+                exit,
+            } => {
+                self.summary.connections += 1;
+                self.summary.handed += 1;
+                if let Some(w) = &mut self.connections {
+                    let _ = writeln!(
+                        w,
+                        "{} conn peer={peer} in=- out=- duration_ms={:.3} by={by} {}",
+                        httpdate::fmt_http_date(SystemTime::now()),
+                        duration_us as f64 / 1000.0,
+                        exit_shown(exit),
+                    );
+                }
+            }
+            Record::Stderr(line) => match &mut self.connections {
+                Some(w) => {
+                    let _ = writeln!(
+                        w,
+                        "{} stderr {line}",
+                        httpdate::fmt_http_date(SystemTime::now())
+                    );
+                }
+                // The program's own diagnostics: shown even with -q, which silences plumb's.
+                None => eprintln!("{line}"),
+            },
             Record::Access(line) => {
                 self.summary.requests += 1;
                 if let Some(w) = &mut self.access {
@@ -325,6 +442,12 @@ impl Collector {
     fn summary_line(&self) -> String {
         let s = self.summary;
         let mut parts = vec![count(s.connections, "connection")];
+        if s.handed > 0 {
+            parts[0].push_str(&format!(
+                " ({} on the socket itself: bytes not counted)",
+                s.handed
+            ));
+        }
         if self.requests {
             parts.push(count(s.requests, "request"));
         }
@@ -396,7 +519,23 @@ mod tests {
                 bytes_out: 2,
                 duration_us: 3,
                 by: 4,
+                exit: None,
             },
+            Record::Connection {
+                peer: "127.0.0.1:9".into(),
+                bytes_in: 1,
+                bytes_out: 2,
+                duration_us: 3,
+                by: 4,
+                exit: Some(Exit::Signal(15)),
+            },
+            Record::Handed {
+                peer: "unix".into(),
+                duration_us: 3,
+                by: 4,
+                exit: Exit::Code(1),
+            },
+            Record::Stderr("127.0.0.1:9 pid 4: oops".into()),
             Record::Access("127.0.0.1 - - [x] \"GET / HTTP/1.1\" 200 5".into()),
             Record::Error("relay: upstream down".into()),
         ];
@@ -425,6 +564,7 @@ mod tests {
             bytes_in: 1,
             bytes_out: 2,
             requests: 0,
+            handed: 0,
         };
         assert_eq!(
             c.summary_line(),
@@ -451,6 +591,7 @@ mod tests {
             bytes_out: 20,
             duration_us: 1,
             by: 1,
+            exit: None,
         }
         .encode();
         let (a, b) = wire.split_at(5);
@@ -464,7 +605,8 @@ mod tests {
                 connections: 2,
                 bytes_in: 20,
                 bytes_out: 40,
-                requests: 0
+                requests: 0,
+                handed: 0,
             }
         );
     }

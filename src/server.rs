@@ -119,7 +119,7 @@ fn default_max_connections(model: Model, service: &dyn Service) -> usize {
     } else {
         0
     };
-    let per_connection = if service.upstream().is_some() { 2 } else { 1 };
+    let per_connection = service.descriptors_per_connection().max(1);
     let budget = (limit.saturating_sub(RESERVED_FDS + cache) / per_connection).max(16);
     let budget = usize::try_from(budget).unwrap_or(usize::MAX);
     match model {
@@ -148,6 +148,15 @@ pub fn run_server(
     access: Option<LogTarget>,
     banner: Option<&dyn Fn(&str) -> String>,
 ) -> anyhow::Result<i32> {
+    // Descriptors inherited without close-on-exec (a jobserver pipe, a careless parent's
+    // leak) must not reach the programs a server runs, nor hold their files open.
+    let _ = plumb_sys::cloexec_from(3);
+    let activated = crate::activation::from_environment()?;
+    if activated.is_some() && !args.listen.is_empty() {
+        return Err(usage(
+            "--listen given, but the service manager passed listening sockets              (LISTEN_FDS): leave --listen out of the unit's command line",
+        ));
+    }
     let grace = seconds("--grace", args.grace)?;
     let write_timeout = seconds("--write-timeout", args.write_timeout)?;
     let max_connections = args
@@ -189,7 +198,26 @@ pub fn run_server(
     let shutdown = Shutdown::install_with(grace, acceptor.is_none())?;
     shutdown.set_announce(!args.quiet);
     let mut listeners = Vec::new();
-    for a in &addrs {
+    let passed = activated.is_some();
+    if let Some(a) = activated {
+        for (i, l) in a.listeners.iter().enumerate() {
+            if service.client_speaks_first() {
+                l.defer_accept().map_err(|e| {
+                    anyhow::anyhow!("cannot set up the listener on {}: {e}", l.local_addr())
+                })?;
+            }
+            if !args.quiet {
+                let name = a.names.get(i).map_or(String::new(), |n| format!(" ({n})"));
+                eprintln!(
+                    "plumb: socket activation: descriptor {}{name} is {}",
+                    i + 3,
+                    l.local_addr()
+                );
+            }
+        }
+        listeners = a.listeners;
+    }
+    for a in addrs.iter().filter(|_| !passed) {
         // The event model opens one more SO_REUSEPORT socket per extra loop.
         let opts = BindOptions {
             reuse_port: args.model == Model::Event,

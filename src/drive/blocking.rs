@@ -85,7 +85,7 @@ pub fn open(client: Stream, peer: String, ctx: &Context<'_>) -> Option<Connectio
     let _ = client.set_nodelay();
     let now = Instant::now();
     let tls = ctx.tls.for_stream(&client).cloned();
-    let session = ctx.service.session(&peer, now);
+    let session = ctx.service.session_on(&client, &peer, now);
     let mut c = Connection::new(session, client, peer, now);
     if let Some(tls) = tls
         && let Err(e) = c

@@ -554,6 +554,9 @@ impl Connection {
             while let Some(line) = self.session.take_log() {
                 turn.records.push(Record::Access(line));
             }
+            while let Some(line) = self.session.take_stderr() {
+                turn.records.push(Record::Stderr(line));
+            }
             if budget == 0 {
                 return Ok(Flow::Yield);
             }
@@ -966,12 +969,16 @@ impl Connection {
         while let Some(line) = self.session.take_log() {
             records.push(Record::Access(line));
         }
+        while let Some(line) = self.session.take_stderr() {
+            records.push(Record::Stderr(line));
+        }
         records.push(Record::Connection {
             peer: std::mem::take(&mut self.peer),
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
             duration_us: now.saturating_duration_since(self.started).as_micros() as u64,
             by,
+            exit: self.exit,
         });
     }
 }

@@ -7,26 +7,35 @@
 use std::io;
 
 use super::process::Parent;
-use super::{Server, Wake, wait_for_work};
+use super::{Server, Wake, wait_for_work_or};
 use crate::drive::blocking::serve_connection;
 use crate::report::Summary;
 
 pub fn run(server: &Server) -> io::Result<Summary> {
     let mut parent = Parent::new(server)?;
     'accept: loop {
-        match wait_for_work(
+        match wait_for_work_or(
             &server.listeners,
             server.shutdown.wake_fd(),
-            &[parent.records_fd()],
+            &parent.watch(),
             parent.patience(),
         ) {
             Wake::Conn(stream, peer) => {
-                let spawned = parent.spawn(|reporter| {
-                    let ctx = server.context(reporter, plumb_sys::getpid() as u32);
-                    serve_connection(stream, &peer, &ctx);
-                });
+                // A program per connection (plumb exec): the child becomes it, the socket as
+                // its stdin and stdout.
+                let spawned = if let Some(plan) = server.service.exec_in_place() {
+                    parent.hand_over(stream, &peer, plan)
+                } else {
+                    parent
+                        .spawn(|reporter| {
+                            let ctx = server.context(reporter, plumb_sys::getpid() as u32);
+                            serve_connection(stream, &peer, &ctx);
+                        })
+                        .map(Some)
+                };
                 let child = match spawned {
-                    Ok(pid) => pid,
+                    Ok(Some(pid)) => pid,
+                    Ok(None) => continue, // refused
                     Err(e) => {
                         eprintln!("plumb: fork failed: {e}");
                         continue;

@@ -159,12 +159,27 @@ pub(crate) fn wait_for_work(
     extra: &[RawFd],
     timeout: Option<Duration>,
 ) -> Wake {
+    let extra: Vec<PollFd> = extra
+        .iter()
+        .map(|&fd| PollFd::new(fd, events::READ))
+        .collect();
+    wait_for_work_or(listeners, stop_fd, &extra, timeout)
+}
+
+/// [`wait_for_work`] with extra descriptors each watched for its own events (the process
+/// models watch a handed-over connection for the client's shutdown, not for its data).
+pub(crate) fn wait_for_work_or(
+    listeners: &[Listener],
+    stop_fd: RawFd,
+    extra: &[PollFd],
+    timeout: Option<Duration>,
+) -> Wake {
     let mut fds: Vec<PollFd> = listeners
         .iter()
         .map(|l| PollFd::new(l.as_raw_fd(), events::READ))
         .collect();
     fds.push(PollFd::new(stop_fd, events::READ));
-    fds.extend(extra.iter().map(|&fd| PollFd::new(fd, events::READ)));
+    fds.extend_from_slice(extra);
     match plumb_sys::poll(&mut fds, timeout) {
         Ok(0) => return Wake::Idle,
         Ok(_) => {}

@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use plumb_proto::Session;
 
-use crate::net::Addr;
+use crate::net::{Addr, Stream};
 
 pub mod echo;
+pub mod exec;
 pub mod file_cache;
 pub mod fs_docroot;
 pub mod http;
@@ -30,5 +31,23 @@ pub trait Service: Send + Sync {
     /// Where [`plumb_proto::Action::Connect`] connects to.
     fn upstream(&self) -> Option<&Addr> {
         None
+    }
+    /// A fresh session for the accepted `stream` from `peer`: what the drivers call. A
+    /// service that needs more than the peer's name (the addresses of both ends, the peer
+    /// process of a UNIX socket) asks the stream here; the others need not.
+    fn session_on(&self, stream: &Stream, peer: &str, now: Instant) -> Box<dyn Session + Send> {
+        let _ = stream;
+        self.session(peer, now)
+    }
+    /// A program the fork models should become in the forked child, the connection as its
+    /// stdin and stdout, instead of running a session (`plumb exec`, as inetd does). Consulted
+    /// after the fork; `None` for every protocol service.
+    fn exec_in_place(&self) -> Option<&exec::ExecPlan> {
+        None
+    }
+    /// Descriptors one connection holds, for the default `--max-connections`: the socket,
+    /// and an upstream's socket or a child's three pipes and its pidfd.
+    fn descriptors_per_connection(&self) -> u64 {
+        if self.upstream().is_some() { 2 } else { 1 }
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! - [`session`]: the contract between a core and a driver ([`Session`], [`Action`], [`Peer`]);
 //! - [`echo`]: the echo service;
+//! - [`exec`]: a program per connection on pipes (`plumb exec`, `relay --to exec:`);
 //! - [`relay`]: a two-way byte relay with half-close and backpressure (the proxy);
 //! - [`framing`]: message framings (ndjson, lsp, len32, netstring);
 //! - [`jsonrpc`]: JSON-RPC 2.0 messages and the RPC server session;
@@ -13,6 +14,7 @@
 
 pub mod echo;
 pub mod framing;
+pub mod exec;
 pub mod http;
 pub mod jsonrpc;
 pub mod relay;

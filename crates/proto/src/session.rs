@@ -244,6 +244,12 @@ pub trait Session {
     fn take_log(&mut self) -> Option<String> {
         None
     }
+    /// A finished line a child process wrote to its stderr, already prefixed with who wrote
+    /// it (the peer, the pid), if one is ready. It goes to the server's stderr (or its
+    /// connection log), never into the client's stream.
+    fn take_stderr(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// A buffer of bytes waiting to be written, with the written prefix skipped without moving

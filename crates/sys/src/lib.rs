@@ -24,6 +24,7 @@ macro_rules! syscall {
 }
 
 // After `syscall!`, which the module uses (macro_rules are textually scoped).
+pub mod activation;
 pub mod affinity;
 pub mod ipc;
 pub mod ktls;
@@ -41,7 +42,10 @@ pub use affinity::pin_to_cpus;
 pub use limits::{max_rss_kib, nofile_limit, raise_nofile_limit};
 pub use pipe::{PIPE_BUF, pipe, pipe_capacity, pipe_flags, read, write, write_all, writev};
 pub use poll::{PollFd, events, poll, set_nonblocking};
-pub use process::{ExitStatus, Fork, exit_now, getpid, gettid, kill, pidfd_open, try_wait, wait};
+pub use process::{
+    ExecImage, ExitStatus, Fork, cloexec_from, exec_on_socket, exit_now, getpid, gettid, kill,
+    peer_cred, pidfd_open, try_wait, wait,
+};
 pub use sendfile::sendfile;
 pub use signal::{default_signal, die_with_parent, ignore_signal};
 pub use splice::{set_pipe_capacity, splice};

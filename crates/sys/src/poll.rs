@@ -7,6 +7,8 @@ use std::time::Duration;
 /// Readiness interest and result for [`poll`].
 pub mod events {
     pub const READ: i16 = libc::POLLIN;
+    /// The peer shut down its write side (`POLLRDHUP`), seen without reading the data before.
+    pub const PEER_SHUT: i16 = libc::POLLRDHUP;
     pub const WRITE: i16 = libc::POLLOUT;
     /// Set in results: error, hang-up or invalid descriptor.
     pub const HUP: i16 = libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;

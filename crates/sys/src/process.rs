@@ -165,3 +165,150 @@ pub fn fork_run(child: impl FnOnce() -> i32) -> io::Result<pid_t> {
         }
     }
 }
+
+/// The process at the other end of a connected UNIX socket, as the kernel recorded it when
+/// the connection was made (`SO_PEERCRED`): (pid, uid, gid).
+///
+/// # Errors
+/// `ENOTSOCK`/`ENOPROTOOPT` when `fd` is not a UNIX stream socket.
+pub fn peer_cred(fd: RawFd) -> io::Result<(u32, u32, u32)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid out-pointers of the size passed.
+    syscall!(getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_PEERCRED,
+        (&raw mut cred).cast(),
+        &mut len
+    ))?;
+    Ok((cred.pid as u32, cred.uid, cred.gid))
+}
+
+/// A program to run in place of the calling process, prepared before `fork` or at least
+/// before anything irreversible happens: every string is a C string already, so
+/// [`exec_on_socket`] does nothing between its `dup2`s and `execvp` that could fail halfway.
+#[derive(Debug, Clone)]
+pub struct ExecImage {
+    program: std::ffi::CString,
+    argv: Vec<std::ffi::CString>,
+    /// The whole environment, as `NAME=VALUE`.
+    env: Vec<std::ffi::CString>,
+}
+
+impl ExecImage {
+    /// `program` (looked up in `PATH` when it has no slash) with `args`, and the environment:
+    /// `base` (the current one unless cleared) with `set` applied on top.
+    ///
+    /// # Errors
+    /// `InvalidInput` when a string holds a NUL byte.
+    pub fn new(
+        program: &str,
+        args: &[String],
+        base: impl IntoIterator<Item = (String, String)>,
+        set: &[(String, String)],
+    ) -> io::Result<ExecImage> {
+        use std::ffi::CString;
+        let c = |s: &str| {
+            CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte"))
+        };
+        let mut vars: Vec<(String, String)> = base
+            .into_iter()
+            .filter(|(k, _)| !set.iter().any(|(s, _)| s == k))
+            .collect();
+        vars.extend(set.iter().cloned());
+        Ok(ExecImage {
+            program: c(program)?,
+            argv: std::iter::once(program)
+                .chain(args.iter().map(String::as_str))
+                .map(c)
+                .collect::<io::Result<_>>()?,
+            env: vars
+                .iter()
+                .map(|(k, v)| c(&format!("{k}={v}")))
+                .collect::<io::Result<_>>()?,
+        })
+    }
+}
+
+/// Becomes `image` with the connected socket `socket` as its stdin and stdout and `stderr` as
+/// its stderr (as inetd does), in a process group of its own (so a kill reaches whatever it
+/// starts). Every other descriptor is marked close-on-exec first, so the program inherits
+/// exactly 0, 1 and 2. Returns only on failure.
+///
+/// Meant for a freshly forked child of a single-threaded process: the caller then `_exit`s.
+pub fn exec_on_socket(image: &ExecImage, socket: RawFd, stderr: RawFd) -> io::Error {
+    let mut argv: Vec<*const libc::c_char> = image.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = image.env.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let steps = || -> io::Result<()> {
+        // SAFETY: setpgid(0, 0) makes the caller a group leader; no pointers.
+        syscall!(setpgid(0, 0))?;
+        // dup2 onto 0, 1, 2 clears close-on-exec on the targets. stderr first, in case the
+        // socket is 2 itself (it never is: the listener and stdio come first).
+        if stderr != 2 {
+            // SAFETY: plain descriptor numbers.
+            syscall!(dup2(stderr, 2))?;
+        }
+        for target in [0, 1] {
+            if socket != target {
+                // SAFETY: plain descriptor numbers.
+                syscall!(dup2(socket, target))?;
+            } else {
+                // The socket already sits on 0 or 1: clear its close-on-exec flag.
+                // SAFETY: fcntl on a descriptor number with an int argument.
+                syscall!(fcntl(target, libc::F_SETFD, 0))?;
+            }
+        }
+        // Everything from 3 up closes at exec: the listeners, the record pipe, the
+        // shutdown pipes, the socket's original number.
+        cloexec_from(3)?;
+        // Signals the server ignores or blocks would be inherited: give the program defaults.
+        // SAFETY: an empty set, filled and installed; no handler pointers.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            // Handlers reset at exec by themselves; ignored signals would stay ignored.
+            for sig in [libc::SIGPIPE, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        Ok(())
+    };
+    if let Err(e) = steps() {
+        return e;
+    }
+    // SAFETY: argv and envp are NULL-terminated arrays of pointers into CStrings that `image`
+    // keeps alive for the duration of the call; execvpe returns only on failure.
+    unsafe { libc::execvpe(image.program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// Marks every descriptor from `first` up close-on-exec (`close_range(2)` with
+/// `CLOSE_RANGE_CLOEXEC`, Linux 5.11): a server calls it at start-up so that descriptors it
+/// inherited without the flag (a build tool's jobserver pipe, a parent's leak) never reach the
+/// programs it runs.
+///
+/// # Errors
+/// `ENOSYS` on kernels before 5.11, `EINVAL`.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets descriptor flags; no pointers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

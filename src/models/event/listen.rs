@@ -28,7 +28,8 @@ pub(super) fn loop_listeners(
             Listener::Unix(u, _) => {
                 LoopListener::Unix(mio::net::UnixListener::from_std(u.try_clone()?))
             }
-            Listener::Tcp(t) if index == 0 => {
+            // A passed listener without SO_REUSEPORT (socket activation) is shared too.
+            Listener::Tcp(t) if index == 0 || !l.reuse_port_set() => {
                 LoopListener::Tcp(mio::net::TcpListener::from_std(t.try_clone()?))
             }
             Listener::Tcp(_) => match l.reuse_port_clone().and_then(|clone| {

@@ -416,7 +416,7 @@ impl<'s> EventLoop<'s> {
 
     fn open(&mut self, listener: usize, stream: Stream, peer: Option<SocketAddr>, now: Instant) {
         let peer = peer.map_or_else(|| "unix".into(), |a| a.to_string());
-        let session = self.server.service.session(&peer, now);
+        let session = self.server.service.session_on(&stream, &peer, now);
         self.next_id += 1;
         let mut machine = Connection::new(session, stream, peer, now);
         // The loop's listeners are the server's, in the same order.
