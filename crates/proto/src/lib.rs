@@ -13,8 +13,8 @@
 #![forbid(unsafe_code)]
 
 pub mod echo;
-pub mod framing;
 pub mod exec;
+pub mod framing;
 pub mod http;
 pub mod jsonrpc;
 pub mod relay;
