@@ -32,7 +32,7 @@ pub struct ServerArgs {
     pub queue: usize,
     /// Most connections open at once, under every model; more clients wait in the kernel
     /// backlog. Default: 1024 (fewer if the descriptor limit is lower), and under the event
-    /// model as many as the descriptor limit allows (a relay needs two per connection).
+    /// model as many as the descriptor limit allows (a relay needs two per connection, six with splice).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
     /// Seconds open connections may run on after SIGINT/SIGTERM before they are closed.

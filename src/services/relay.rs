@@ -30,6 +30,10 @@ impl Service for RelayService {
             Relay::new(self.on_failure, Wall::new(now, SystemTime::now())).kernel_copy(self.splice),
         )
     }
+    fn descriptors_per_connection(&self) -> u64 {
+        // The client, the upstream, and with splice a pipe (two ends) per direction.
+        if self.splice { 6 } else { 2 }
+    }
     fn upstream(&self) -> Option<&Addr> {
         Some(&self.upstream)
     }
