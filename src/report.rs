@@ -206,6 +206,12 @@ impl LogTarget {
         }
     }
 
+    /// Where an `--access-log` option sends its lines: its value, stderr without one, and
+    /// nowhere under `-q`.
+    pub fn access(option: Option<&str>, quiet: bool) -> Option<LogTarget> {
+        (!quiet).then(|| option.map_or(LogTarget::Stderr, LogTarget::parse))
+    }
+
     /// Opens the target for appending; the flag says whether it is a terminal.
     fn open(&self) -> io::Result<(Box<dyn Write + Send>, bool)> {
         Ok(match self {

@@ -145,15 +145,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
             return Err(usage(format!("{name} must be at least 64")));
         }
     }
-    let access = if args.server.quiet {
-        None
-    } else {
-        Some(
-            args.access_log
-                .as_deref()
-                .map_or(LogTarget::Stderr, LogTarget::parse),
-        )
-    };
+    let access = LogTarget::access(args.access_log.as_deref(), args.server.quiet);
     let config = Config {
         header_timeout: nonzero("--header-timeout", args.header_timeout)?,
         keepalive_timeout: seconds("--keepalive-timeout", args.keepalive_timeout)?,

@@ -143,12 +143,16 @@ impl Endpoint {
         }
     }
 
-    fn raw_fd(&self) -> RawFd {
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         match self {
-            Endpoint::Stream(s) => s.as_raw_fd(),
-            Endpoint::Pipe(p) => p.as_fd().as_raw_fd(),
-            Endpoint::Layer(l) => l.as_fd().as_raw_fd(),
+            Endpoint::Stream(s) => s.as_fd(),
+            Endpoint::Pipe(p) => p.as_fd(),
+            Endpoint::Layer(l) => l.as_fd(),
         }
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        self.fd().as_raw_fd()
     }
 }
 

@@ -124,15 +124,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
             "--listen stdio serves one session on stdin/stdout and cannot be combined with other addresses",
         ));
     }
-    let access = if args.server.quiet {
-        None
-    } else {
-        Some(
-            args.access_log
-                .as_deref()
-                .map_or(LogTarget::Stderr, LogTarget::parse),
-        )
-    };
+    let access = LogTarget::access(args.access_log.as_deref(), args.server.quiet);
     let mut config = Config::new(
         args.framing,
         args.max_frame,

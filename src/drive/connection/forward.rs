@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use plumb_proto::session::Peer;
 
-use super::{Connection, Endpoint, Side, would_block};
+use super::{Connection, Endpoint, would_block};
 
 /// One direction in the kernel.
 #[derive(Debug)]
@@ -165,7 +165,7 @@ impl Connection {
                 }
             }
             if f.in_pipe > 0 && to.writable {
-                match plumb_sys::splice(&f.pipe_read, &fd_of(to), f.in_pipe) {
+                match plumb_sys::splice(&f.pipe_read, &to.surface.fd(), f.in_pipe) {
                     Ok(n) => {
                         f.in_pipe -= n;
                         count(f.to, n, &mut self.bytes_out);
@@ -177,7 +177,7 @@ impl Connection {
                 }
             }
             if f.wants_input() && from.readable {
-                match plumb_sys::splice(&fd_of(from), &f.pipe_write, f.cap - f.in_pipe) {
+                match plumb_sys::splice(&from.surface.fd(), &f.pipe_write, f.cap - f.in_pipe) {
                     Ok(0) => {
                         f.from_eof = true;
                         from.readable = false;
@@ -213,15 +213,5 @@ impl Connection {
 fn count(p: Peer, n: usize, total: &mut u64) {
     if p == Peer::Client {
         *total += n as u64;
-    }
-}
-
-/// A side's descriptor, borrowed for one call.
-fn fd_of(side: &Side) -> std::os::fd::BorrowedFd<'_> {
-    use std::os::fd::AsFd;
-    match &side.surface {
-        Endpoint::Stream(s) => s.as_fd(),
-        Endpoint::Pipe(p) => p.as_fd(),
-        Endpoint::Layer(l) => l.as_fd(),
     }
 }

@@ -1034,6 +1034,17 @@ impl HttpSession {
         if ex.draining || status == 504 {
             ex.keep_alive = false;
         }
+        self.with_cgi_request(|s, r| s.cgi_error(r, status));
+        if let Some(ex) = self.cgi.as_mut() {
+            // Logged already.
+            ex.status = 0;
+        }
+    }
+
+    /// Runs `f` with the exchange's request as a [`Reply`], parsed again from the head kept
+    /// for it (the parsed head borrows the input it came from, long consumed).
+    fn with_cgi_request(&mut self, f: impl FnOnce(&mut Self, &Reply<'_>)) {
+        let Some(ex) = self.cgi.as_mut() else { return };
         let raw = std::mem::take(&mut ex.raw_head);
         let keep_alive = ex.keep_alive;
         if let Ok(Some((_, head))) = parse_head(&raw, &self.cfg.limits) {
@@ -1043,12 +1054,10 @@ impl HttpSession {
                 keep_alive,
                 is_head: head.method == "HEAD",
             };
-            self.cgi_error(&r, status);
+            f(self, &r);
         }
         if let Some(ex) = self.cgi.as_mut() {
             ex.raw_head = raw;
-            // Logged already.
-            ex.status = 0;
         }
     }
 
@@ -1232,20 +1241,7 @@ impl HttpSession {
             return;
         }
         let status = std::mem::replace(&mut ex.status, 0);
-        let raw = std::mem::take(&mut ex.raw_head);
-        let keep_alive = ex.keep_alive;
-        if let Ok(Some((_, head))) = parse_head(&raw, &self.cfg.limits) {
-            let r = Reply {
-                head: Some(&head),
-                raw_line: b"",
-                keep_alive,
-                is_head: head.method == "HEAD",
-            };
-            self.log(&r, status, body_bytes);
-        }
-        if let Some(ex) = self.cgi.as_mut() {
-            ex.raw_head = raw;
-        }
+        self.with_cgi_request(|s, r| s.log(r, status, body_bytes));
     }
 
     /// Ends the exchange once the script is gone and its output read (both pipes at EOF, so

@@ -48,20 +48,9 @@ pub fn minify(json: &[u8], out: &mut Vec<u8>) {
         return;
     }
     out.reserve(json.len());
-    let mut in_string = false;
-    let mut escaped = false;
+    let mut strings = super::Strings::default();
     for &b in json {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if b == b'"' {
-            in_string = true;
-        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+        if strings.outside(b) && matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
             continue;
         }
         out.push(b);

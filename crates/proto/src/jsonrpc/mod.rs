@@ -6,6 +6,36 @@ pub mod encode;
 pub mod message;
 pub mod session;
 
+/// Walks JSON text byte by byte, knowing whether each byte is inside a string (escapes
+/// included), for the single-pass scans that must not build values: the depth check and the
+/// whitespace squeeze.
+#[derive(Debug, Default)]
+pub(crate) struct Strings {
+    inside: bool,
+    escaped: bool,
+}
+
+impl Strings {
+    /// Takes the next byte; true if it is outside every string (a quote that opens a string
+    /// counts as outside, one that closes it as inside).
+    pub(crate) fn outside(&mut self, b: u8) -> bool {
+        if self.inside {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.inside = false;
+            }
+            return false;
+        }
+        if b == b'"' {
+            self.inside = true;
+        }
+        true
+    }
+}
+
 pub use message::{Invalid, Message, MessageError, Request, parse};
 
 /// The error codes the specification defines, and the server errors (-32000..-32099) of
